@@ -1,0 +1,495 @@
+//! The one-hidden-layer network: parameters, loss and gradient.
+//!
+//! `u = W x + b`, `h = f(u)`, `z = J h + b_out`, with the loss averaged
+//! over the data points and summed over the outputs (see the crate docs
+//! for the formulas). The parameters of one network live in one flat
+//! vector, the *state*, laid out exactly as the HDF5 file stores them
+//! (row-major):
+//!
+//! | slice | shape | element `[r, c]` at |
+//! |---|---|---|
+//! | `W` | `[N, D]` | `r * D + c` |
+//! | `b` | `[N]` | |
+//! | `J` | `[K, N]` (only when the readout is trained) | `r * N + c` |
+//! | `b_out` | `[K]` (only when the readout is trained) | |
+//!
+//! Row-major `W` is column-major `W^T`, so the products below run on
+//! zero-copy faer views of the state. Data are column-major `D x M`
+//! (inputs) and `K x M` (targets): one column per condition or sample,
+//! which is again the row-major `[M, D]` layout of the file.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+
+use crate::activation::{Activation, sigmoid, softplus};
+
+/// The loss function and its output nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Binary cross-entropy on sigmoid outputs; targets in {0, 1}.
+    Bce,
+    /// Half squared error on linear outputs.
+    Mse,
+}
+
+impl Loss {
+    /// The name used in scenarios and files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::Bce => "bce",
+            Loss::Mse => "mse",
+        }
+    }
+
+    /// The loss of one output `z` against its target `y`.
+    #[inline]
+    pub fn value(&self, z: f64, y: f64) -> f64 {
+        match self {
+            Loss::Bce => softplus(z) - y * z,
+            Loss::Mse => 0.5 * (z - y) * (z - y),
+        }
+    }
+
+    /// `dl/dz`: the error signal `e`.
+    #[inline]
+    pub fn error(&self, z: f64, y: f64) -> f64 {
+        match self {
+            Loss::Bce => sigmoid(z) - y,
+            Loss::Mse => z - y,
+        }
+    }
+
+    /// The class an output predicts, for accuracy on binary targets:
+    /// `z > 0` for BCE (probability above one half), `z > 1/2` for MSE.
+    #[inline]
+    pub fn predicts_one(&self, z: f64) -> bool {
+        match self {
+            Loss::Bce => z > 0.0,
+            Loss::Mse => z > 0.5,
+        }
+    }
+}
+
+/// The sizes of a network: `D` inputs, `N` hidden units, `K` outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Input dimension `D`.
+    pub inputs: usize,
+    /// Hidden units `N`.
+    pub hidden: usize,
+    /// Outputs `K`.
+    pub outputs: usize,
+}
+
+/// All parameters of one network, each row-major as in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// The sizes.
+    pub dims: Dims,
+    /// `W`, `[N, D]` row-major.
+    pub w: Vec<f64>,
+    /// `b`, `[N]`.
+    pub b: Vec<f64>,
+    /// `J`, `[K, N]` row-major.
+    pub j: Vec<f64>,
+    /// `b_out`, `[K]`.
+    pub b_out: Vec<f64>,
+}
+
+impl Params {
+    /// All-zero parameters of the given sizes.
+    pub fn zeros(dims: Dims) -> Self {
+        let Dims {
+            inputs: d,
+            hidden: n,
+            outputs: k,
+        } = dims;
+        Params {
+            dims,
+            w: vec![0.0; n * d],
+            b: vec![0.0; n],
+            j: vec![0.0; k * n],
+            b_out: vec![0.0; k],
+        }
+    }
+
+    /// The flow state: `W` and `b`, then `J` and `b_out` when trained.
+    pub fn to_state(&self, train_readout: bool) -> Vec<f64> {
+        let mut s = Vec::with_capacity(state_len(self.dims, train_readout));
+        s.extend_from_slice(&self.w);
+        s.extend_from_slice(&self.b);
+        if train_readout {
+            s.extend_from_slice(&self.j);
+            s.extend_from_slice(&self.b_out);
+        }
+        s
+    }
+
+    /// Overwrites the trained parameters from a flow state.
+    pub fn set_state(&mut self, state: &[f64], train_readout: bool) {
+        let Dims {
+            inputs: d,
+            hidden: n,
+            outputs: k,
+        } = self.dims;
+        assert_eq!(state.len(), state_len(self.dims, train_readout));
+        self.w.copy_from_slice(&state[..n * d]);
+        self.b.copy_from_slice(&state[n * d..n * d + n]);
+        if train_readout {
+            let o = n * d + n;
+            self.j.copy_from_slice(&state[o..o + k * n]);
+            self.b_out.copy_from_slice(&state[o + k * n..]);
+        }
+    }
+}
+
+/// The length of the flow state for these sizes.
+pub fn state_len(dims: Dims, train_readout: bool) -> usize {
+    let Dims {
+        inputs: d,
+        hidden: n,
+        outputs: k,
+    } = dims;
+    n * d + n + if train_readout { k * n + k } else { 0 }
+}
+
+/// Scratch space for [`Model::loss_grad`], sized for up to `capacity`
+/// data points; reused across calls so that no call allocates.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    capacity: usize,
+    u: Vec<f64>,
+    h: Vec<f64>,
+    z: Vec<f64>,
+    e: Vec<f64>,
+    delta: Vec<f64>,
+}
+
+impl Workspace {
+    /// Scratch for at most `capacity` data points.
+    pub fn new(dims: Dims, capacity: usize) -> Self {
+        let (n, k) = (dims.hidden, dims.outputs);
+        Workspace {
+            capacity,
+            u: vec![0.0; n * capacity],
+            h: vec![0.0; n * capacity],
+            z: vec![0.0; k * capacity],
+            e: vec![0.0; k * capacity],
+            delta: vec![0.0; n * capacity],
+        }
+    }
+
+    /// The pre-activations of the last call, column-major `N x M`
+    /// (row-major `[M, N]`).
+    pub fn pre_activations(&self, m: usize, n: usize) -> &[f64] {
+        &self.u[..n * m]
+    }
+
+    /// The hidden responses of the last call, row-major `[M, N]`.
+    pub fn hidden(&self, m: usize, n: usize) -> &[f64] {
+        &self.h[..n * m]
+    }
+
+    /// The outputs of the last call, row-major `[M, K]`.
+    pub fn outputs(&self, m: usize, k: usize) -> &[f64] {
+        &self.z[..k * m]
+    }
+}
+
+/// What the loss and gradient depend on besides the state.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The sizes.
+    pub dims: Dims,
+    /// The hidden nonlinearity.
+    pub activation: Activation,
+    /// The loss.
+    pub loss: Loss,
+    /// The readout used when it is frozen: `J` `[K, N]` row-major and
+    /// `b_out`; `None` when the readout is part of the state.
+    pub frozen_readout: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+impl Model {
+    /// A model whose readout is trained when `train_readout`, and frozen
+    /// at the values in `init` otherwise.
+    pub fn new(activation: Activation, loss: Loss, init: &Params, train: bool) -> Self {
+        Model {
+            dims: init.dims,
+            activation,
+            loss,
+            frozen_readout: (!train).then(|| (init.j.clone(), init.b_out.clone())),
+        }
+    }
+
+    /// Whether `J` and `b_out` are part of the state.
+    pub fn trains_readout(&self) -> bool {
+        self.frozen_readout.is_none()
+    }
+
+    /// The length of this model's state.
+    pub fn state_len(&self) -> usize {
+        state_len(self.dims, self.trains_readout())
+    }
+
+    /// The forward pass only: fills the workspace's `u`, `h` and `z` for
+    /// the inputs `x` (`D x M`) and returns nothing else.
+    pub fn forward(&self, state: &[f64], x: MatRef<'_, f64>, ws: &mut Workspace) {
+        let Dims {
+            inputs: d,
+            hidden: n,
+            outputs: k,
+        } = self.dims;
+        let m = x.ncols();
+        assert!(
+            m <= ws.capacity,
+            "workspace holds {} points, not {m}",
+            ws.capacity
+        );
+        assert_eq!(x.nrows(), d);
+
+        let (w, b, j, b_out) = self.split(state);
+        let u = MatMut::from_column_major_slice_mut(&mut ws.u[..n * m], n, m);
+        matmul(u, Accum::Replace, w, x, 1.0, Par::Seq);
+        for col in 0..m {
+            let uc = &mut ws.u[col * n..(col + 1) * n];
+            let hc = &mut ws.h[col * n..(col + 1) * n];
+            for i in 0..n {
+                uc[i] += b[i];
+                hc[i] = self.activation.value(uc[i]);
+            }
+        }
+
+        let h = MatRef::from_column_major_slice(&ws.h[..n * m], n, m);
+        let z = MatMut::from_column_major_slice_mut(&mut ws.z[..k * m], k, m);
+        matmul(z, Accum::Replace, j, h, 1.0, Par::Seq);
+        for col in 0..m {
+            for o in 0..k {
+                ws.z[col * k + o] += b_out[o];
+            }
+        }
+    }
+
+    /// The mean loss over the `M` columns of `x` (`D x M`) and `y`
+    /// (`K x M`); when `grad` is given, also `dL/dstate` into it.
+    pub fn loss_grad(
+        &self,
+        state: &[f64],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        ws: &mut Workspace,
+        grad: Option<&mut [f64]>,
+    ) -> f64 {
+        let Dims {
+            inputs: d,
+            hidden: n,
+            outputs: k,
+        } = self.dims;
+        let m = x.ncols();
+        self.forward(state, x, ws);
+
+        let mut loss = 0.0;
+        for col in 0..m {
+            for o in 0..k {
+                let (z, t) = (ws.z[col * k + o], y[(o, col)]);
+                loss += self.loss.value(z, t);
+                ws.e[col * k + o] = self.loss.error(z, t);
+            }
+        }
+        let scale = 1.0 / m as f64;
+        let Some(grad) = grad else {
+            return loss * scale;
+        };
+        assert_eq!(grad.len(), state.len());
+
+        // delta = (J^T e) * f'(u), N x M
+        let (_, _, j, _) = self.split(state);
+        let e = MatRef::from_column_major_slice(&ws.e[..k * m], k, m);
+        let delta = MatMut::from_column_major_slice_mut(&mut ws.delta[..n * m], n, m);
+        matmul(delta, Accum::Replace, j.transpose(), e, 1.0, Par::Seq);
+        for (dl, &u) in ws.delta[..n * m].iter_mut().zip(&ws.u[..n * m]) {
+            *dl *= self.activation.slope(u);
+        }
+
+        // dW^T (D x N) = x delta^T / M; db = rowsum(delta) / M
+        let (gw, rest) = grad.split_at_mut(n * d);
+        let (gb, gread) = rest.split_at_mut(n);
+        let delta = MatRef::from_column_major_slice(&ws.delta[..n * m], n, m);
+        let gwt = MatMut::from_column_major_slice_mut(gw, d, n);
+        matmul(gwt, Accum::Replace, x, delta.transpose(), scale, Par::Seq);
+        row_means(&ws.delta[..n * m], n, m, gb);
+
+        if self.trains_readout() {
+            // dJ^T (N x K) = h e^T / M; db_out = rowsum(e) / M
+            let (gj, gbo) = gread.split_at_mut(k * n);
+            let h = MatRef::from_column_major_slice(&ws.h[..n * m], n, m);
+            let gjt = MatMut::from_column_major_slice_mut(gj, n, k);
+            matmul(gjt, Accum::Replace, h, e.transpose(), scale, Par::Seq);
+            row_means(&ws.e[..k * m], k, m, gbo);
+        }
+        loss * scale
+    }
+
+    /// Views of `W` (`N x D`), `b`, `J` (`K x N`) and `b_out`.
+    fn split<'a>(
+        &'a self,
+        state: &'a [f64],
+    ) -> (MatRef<'a, f64>, &'a [f64], MatRef<'a, f64>, &'a [f64]) {
+        let Dims {
+            inputs: d,
+            hidden: n,
+            outputs: k,
+        } = self.dims;
+        assert_eq!(state.len(), self.state_len(), "state length");
+        let w = MatRef::from_column_major_slice(&state[..n * d], d, n).transpose();
+        let b = &state[n * d..n * d + n];
+        let (jflat, b_out) = match &self.frozen_readout {
+            Some((j, b_out)) => (&j[..], &b_out[..]),
+            None => {
+                let o = n * d + n;
+                (&state[o..o + k * n], &state[o + k * n..])
+            }
+        };
+        let j = MatRef::from_column_major_slice(jflat, n, k).transpose();
+        (w, b, j, b_out)
+    }
+}
+
+/// `out[r] = mean over columns of a` for a column-major `rows x cols` `a`.
+fn row_means(a: &[f64], rows: usize, cols: usize, out: &mut [f64]) {
+    out.fill(0.0);
+    for col in a.chunks_exact(rows).take(cols) {
+        for (o, v) in out.iter_mut().zip(col) {
+            *o += v;
+        }
+    }
+    let scale = 1.0 / cols as f64;
+    out.iter_mut().for_each(|o| *o *= scale);
+}
+
+/// The fraction of (data point, output) pairs whose predicted class
+/// matches a binary target, from outputs `z` laid out as `K x M`.
+pub fn accuracy(loss: Loss, z: &[f64], y: MatRef<'_, f64>) -> f64 {
+    let (k, m) = (y.nrows(), y.ncols());
+    let mut hits = 0usize;
+    for col in 0..m {
+        for o in 0..k {
+            hits += usize::from(loss.predicts_one(z[col * k + o]) == (y[(o, col)] > 0.5));
+        }
+    }
+    hits as f64 / (k * m) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn activations() -> impl Strategy<Value = Activation> {
+        prop_oneof![
+            Just(Activation::Tanh),
+            Just(Activation::Relu),
+            Just(Activation::BoundedRelu { ub: 0.7 }),
+            Just(Activation::ShiftedRelu { shift: 0.3 }),
+            Just(Activation::LeakyRelu { leak: 0.2 }),
+            Just(Activation::Softplus),
+            Just(Activation::HardTanh),
+            Just(Activation::Linear),
+        ]
+    }
+
+    /// A random small network and data set from a flat list of numbers.
+    fn case(dims: Dims, m: usize, numbers: &[f64]) -> (Params, Vec<f64>, Vec<f64>) {
+        let mut it = numbers.iter().copied().cycle();
+        let mut next = |n: usize| (0..n).map(|_| it.next().unwrap()).collect::<Vec<_>>();
+        let p = Params {
+            dims,
+            w: next(dims.hidden * dims.inputs),
+            b: next(dims.hidden),
+            j: next(dims.outputs * dims.hidden),
+            b_out: next(dims.outputs),
+        };
+        let x = next(dims.inputs * m);
+        let y = next(dims.outputs * m)
+            .iter()
+            .map(|v| f64::from(*v > 0.0))
+            .collect();
+        (p, x, y)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn gradient_matches_central_differences(
+            act in activations(),
+            mse in any::<bool>(),
+            train in any::<bool>(),
+            d in 1usize..4, n in 1usize..5, k in 1usize..3, m in 1usize..5,
+            numbers in prop::collection::vec(-1.5f64..1.5, 64),
+        ) {
+            let dims = Dims { inputs: d, hidden: n, outputs: k };
+            let loss = if mse { Loss::Mse } else { Loss::Bce };
+            let (p, x, y) = case(dims, m, &numbers);
+            let model = Model::new(act, loss, &p, train);
+            let xv = MatRef::from_column_major_slice(&x, d, m);
+            let yv = MatRef::from_column_major_slice(&y, k, m);
+            let mut ws = Workspace::new(dims, m);
+            let state = p.to_state(train);
+            let mut grad = vec![0.0; state.len()];
+            model.loss_grad(&state, xv, yv, &mut ws, Some(&mut grad));
+
+            let h = 1e-6;
+            for i in 0..state.len() {
+                let mut sp = state.clone();
+                let mut sm = state.clone();
+                sp[i] += h;
+                sm[i] -= h;
+                // A kink inside the difference stencil makes the
+                // difference quotient meaningless there: skip it.
+                let crosses = |s: &[f64], t: &[f64]| {
+                    let mut wa = Workspace::new(dims, m);
+                    let mut wb = Workspace::new(dims, m);
+                    model.forward(s, xv, &mut wa);
+                    model.forward(t, xv, &mut wb);
+                    let (ua, ub) = (wa.pre_activations(m, n), wb.pre_activations(m, n));
+                    act.kinks().iter().any(|kink| ua.iter().zip(ub).any(|(a, b)| {
+                        (a - kink.at) * (b - kink.at) <= 0.0
+                    }))
+                };
+                if crosses(&sp, &sm) {
+                    continue;
+                }
+                let fp = model.loss_grad(&sp, xv, yv, &mut ws, None);
+                let fm = model.loss_grad(&sm, xv, yv, &mut ws, None);
+                let fd = (fp - fm) / (2.0 * h);
+                prop_assert!((fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{act} {loss:?} train={train} i={i}: fd {fd} vs {}", grad[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_params() {
+        let dims = Dims {
+            inputs: 3,
+            hidden: 2,
+            outputs: 2,
+        };
+        let (p, _, _) = case(dims, 1, &[0.1, -0.4, 0.9, 0.3, -0.7]);
+        for train in [false, true] {
+            let mut q = Params::zeros(dims);
+            q.j.clone_from(&p.j);
+            q.b_out.clone_from(&p.b_out);
+            q.set_state(&p.to_state(train), train);
+            assert_eq!(p, q);
+        }
+    }
+
+    #[test]
+    fn accuracy_counts_matching_signs() {
+        let y = [1.0, 0.0, 1.0, 0.0];
+        let yv = MatRef::from_column_major_slice(&y, 1, 4);
+        assert_eq!(accuracy(Loss::Bce, &[2.0, -1.0, -0.5, -3.0], yv), 0.75);
+        assert_eq!(accuracy(Loss::Mse, &[0.9, 0.1, 0.6, 0.7], yv), 0.75);
+    }
+}

@@ -1,0 +1,135 @@
+//! Tasks: the conditions' noise-free inputs and targets, and noisy samples.
+//!
+//! A task holds `P` conditions with inputs `x_c` in `R^D` and binary
+//! targets `y_c` in `{0, 1}^K`, both row-major (`[P, D]` and `[P, K]`),
+//! which is column-major `D x P` and `K x P`: one column per condition, as
+//! [`crate::network`] takes them. Each family lives in its own file.
+
+pub mod cube;
+pub mod fig1;
+
+use faer::MatRef;
+use hdf5_pure::AttrValue;
+use nalgebra::DMatrix;
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::geometry::kernel::{cka, gram};
+
+/// A task: conditions, their inputs and targets, and what defines them.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// The family, as named in scenario files (`cube`, `fig1`, ...).
+    pub kind: &'static str,
+    /// Input dimension `D`.
+    pub dim: usize,
+    /// Number of outputs `K`.
+    pub outputs: usize,
+    /// `[P, D]` row-major noise-free inputs.
+    pub inputs: Vec<f64>,
+    /// `[P, K]` row-major targets in {0, 1}.
+    pub targets: Vec<f64>,
+    /// `[P, d]` latent bits, for families that have them.
+    pub latents: Option<(usize, Vec<i64>)>,
+    /// The family's parameters, stored as attributes of `/task`.
+    pub attrs: Vec<(String, AttrValue)>,
+}
+
+impl Task {
+    /// The number of conditions `P`.
+    pub fn conditions(&self) -> usize {
+        self.inputs.len() / self.dim
+    }
+
+    /// The inputs as a `D x P` view, one column per condition.
+    pub fn inputs_view(&self) -> MatRef<'_, f64> {
+        MatRef::from_column_major_slice(&self.inputs, self.dim, self.conditions())
+    }
+
+    /// The targets as a `K x P` view, one column per condition.
+    pub fn targets_view(&self) -> MatRef<'_, f64> {
+        MatRef::from_column_major_slice(&self.targets, self.outputs, self.conditions())
+    }
+
+    /// The centred kernel alignment of the input and target kernels,
+    /// measured from the data (not copied from the request).
+    pub fn measured_alignment(&self) -> f64 {
+        let p = self.conditions();
+        cka(&gram(&self.inputs, p), &gram(&self.targets, p))
+    }
+
+    /// `n` noisy samples `x = x_c + sigma * xi` of conditions drawn
+    /// uniformly, as `D x n` inputs, `K x n` targets and the condition of
+    /// each sample.
+    pub fn samples(&self, n: usize, sigma: f64, rng: &mut impl rand::Rng) -> Samples {
+        let (p, d, k) = (self.conditions(), self.dim, self.outputs);
+        let mut inputs = Vec::with_capacity(n * d);
+        let mut targets = Vec::with_capacity(n * k);
+        let mut conditions = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = rng.random_range(0..p);
+            conditions.push(c);
+            for a in 0..d {
+                let xi: f64 = StandardNormal.sample(rng);
+                inputs.push(self.inputs[c * d + a] + sigma * xi);
+            }
+            targets.extend_from_slice(&self.targets[c * k..(c + 1) * k]);
+        }
+        Samples {
+            dim: d,
+            outputs: k,
+            inputs,
+            targets,
+            conditions,
+        }
+    }
+}
+
+/// A fixed set of noisy samples of a task's conditions.
+#[derive(Clone, Debug)]
+pub struct Samples {
+    /// Input dimension `D`.
+    pub dim: usize,
+    /// Number of outputs `K`.
+    pub outputs: usize,
+    /// `[n, D]` row-major inputs (column-major `D x n`).
+    pub inputs: Vec<f64>,
+    /// `[n, K]` row-major targets.
+    pub targets: Vec<f64>,
+    /// The condition each sample was drawn from.
+    pub conditions: Vec<usize>,
+}
+
+impl Samples {
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.conditions.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
+    /// The inputs as a `D x n` view.
+    pub fn inputs_view(&self) -> MatRef<'_, f64> {
+        MatRef::from_column_major_slice(&self.inputs, self.dim, self.len())
+    }
+
+    /// The targets as a `K x n` view.
+    pub fn targets_view(&self) -> MatRef<'_, f64> {
+        MatRef::from_column_major_slice(&self.targets, self.outputs, self.len())
+    }
+}
+
+/// `D x r` with orthonormal columns, from the QR factorisation of a
+/// Gaussian matrix: a uniformly random isometric embedding of `R^r`.
+pub fn orthonormal_embedding(
+    d: usize,
+    r: usize,
+    rng: &mut impl rand::Rng,
+) -> DMatrix<f64> {
+    assert!(r <= d, "cannot embed {r} dimensions in {d}");
+    let g = DMatrix::from_fn(d, r, |_, _| StandardNormal.sample(rng));
+    g.qr().q()
+}

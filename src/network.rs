@@ -263,10 +263,8 @@ impl Model {
         let h = MatRef::from_column_major_slice(&ws.h[..n * m], n, m);
         let z = MatMut::from_column_major_slice_mut(&mut ws.z[..k * m], k, m);
         matmul(z, Accum::Replace, j, h, 1.0, Par::Seq);
-        for col in 0..m {
-            for o in 0..k {
-                ws.z[col * k + o] += b_out[o];
-            }
+        for zc in ws.z[..k * m].chunks_exact_mut(k) {
+            zc.iter_mut().zip(b_out).for_each(|(z, b)| *z += b);
         }
     }
 

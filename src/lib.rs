@@ -18,7 +18,10 @@
 #![deny(missing_docs)]
 
 pub mod activation;
+pub mod flow;
 pub mod geometry;
 pub mod network;
 pub mod seed;
+pub mod sgd;
 pub mod task;
+pub mod trajectory;

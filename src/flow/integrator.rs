@@ -1,0 +1,344 @@
+//! Driving `ode_solvers`' Dopri5 and Dop853 over a stretch of time.
+//!
+//! [`Integrator::advance`] takes the state from `t0` to `t1` with the
+//! chosen embedded Runge-Kutta pair (Dormand and Prince 1980; Hairer,
+//! Nørsett and Wanner, *Solving ODEs I*, II.5 and II.10), calling an
+//! observer after every accepted step; the observer can stop the
+//! integration at the end of that step, which is how interruption,
+//! divergence checks and the kink layer of the ReLU family hook in.
+//!
+//! The solvers keep every accepted step in memory in their sparse output
+//! mode, so a long stretch is cut into chunks of at most
+//! [`Integrator::chunk_steps`] attempted steps, each a fresh solver
+//! started with the step size the previous chunk ended on; a restart costs
+//! one right-hand-side evaluation. The counts come from our own counters,
+//! because the crate reports them only when a solve ends normally.
+//! Stiffness detection is off: a stiff stretch shows as many small steps
+//! and, in the end, as the step budget running out.
+
+use std::cell::Cell;
+
+use ode_solvers::dop_shared::{IntegrationError, OutputType, System};
+use ode_solvers::{DVector, Dop853, Dopri5};
+
+/// The embedded Runge-Kutta pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Solver {
+    /// Dormand-Prince 5(4), 7 stages (6 per step with FSAL).
+    Dopri5,
+    /// Dormand-Prince 8(5,3), 12 stages per step.
+    Dop853,
+}
+
+impl Solver {
+    /// The name used in scenarios and files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Solver::Dopri5 => "dopri5",
+            Solver::Dop853 => "dop853",
+        }
+    }
+}
+
+/// A right-hand side `dy/dt = f(y)` that does not depend on `t`.
+pub trait VectorField {
+    /// Writes `f(y)` into `dy`.
+    fn eval(&self, y: &[f64], dy: &mut [f64]);
+}
+
+/// Work done by the solver, accumulated over calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SolverStats {
+    /// Right-hand-side evaluations.
+    pub rhs_evals: u64,
+    /// Accepted steps.
+    pub accepted: u64,
+    /// Rejected steps.
+    pub rejected: u64,
+}
+
+/// Why [`Integrator::advance`] returned before `t1`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Halt {
+    /// The observer asked to stop after the step that ended at this time.
+    Observer,
+    /// The step budget ran out.
+    Budget,
+    /// The step size underflowed.
+    Underflow,
+}
+
+/// The result of [`Integrator::advance`]: where the state got to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Advanced {
+    /// The time reached; the state passed in now holds the state there.
+    pub t: f64,
+    /// `None` when `t1` was reached.
+    pub halt: Option<Halt>,
+}
+
+/// Solver settings plus the running counts and step-size memory.
+#[derive(Clone, Debug)]
+pub struct Integrator {
+    /// Which pair.
+    pub solver: Solver,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Attempted steps per solver instance.
+    pub chunk_steps: u32,
+    /// Attempted steps left in the budget.
+    pub steps_left: u64,
+    /// The step size to start the next solve with (0: let the solver
+    /// choose).
+    pub h: f64,
+    /// Work done so far.
+    pub stats: SolverStats,
+}
+
+struct Adapter<'a, F: VectorField, O: FnMut(f64, &[f64], &[f64]) -> bool> {
+    field: &'a F,
+    observer: &'a mut O,
+    evals: &'a Cell<u64>,
+    accepted: &'a Cell<u64>,
+    stopped: &'a Cell<bool>,
+}
+
+impl<F: VectorField, O: FnMut(f64, &[f64], &[f64]) -> bool> System<f64, DVector<f64>>
+    for Adapter<'_, F, O>
+{
+    fn system(&self, _t: f64, y: &DVector<f64>, dy: &mut DVector<f64>) {
+        self.evals.set(self.evals.get() + 1);
+        self.field.eval(y.as_slice(), dy.as_mut_slice());
+    }
+
+    fn solout(&mut self, t: f64, y: &DVector<f64>, dy: &DVector<f64>) -> bool {
+        self.accepted.set(self.accepted.get() + 1);
+        let stop = (self.observer)(t, y.as_slice(), dy.as_slice());
+        self.stopped.set(stop);
+        stop
+    }
+}
+
+/// What one solver instance did.
+struct Chunk {
+    t: f64,
+    y: DVector<f64>,
+    halt: Option<Halt>,
+}
+
+impl Integrator {
+    /// An integrator with a budget of `max_steps` attempted steps.
+    pub fn new(solver: Solver, rtol: f64, atol: f64, max_steps: u64) -> Self {
+        Integrator {
+            solver,
+            rtol,
+            atol,
+            chunk_steps: 200,
+            steps_left: max_steps,
+            h: 0.0,
+            stats: SolverStats::default(),
+        }
+    }
+
+    /// Integrates `y` from `t0` to `t1 > t0` in place. The observer sees
+    /// `(t, y, f(y))` after every accepted step and returns `true` to stop
+    /// there.
+    pub fn advance<F: VectorField>(
+        &mut self,
+        field: &F,
+        t0: f64,
+        t1: f64,
+        y: &mut DVector<f64>,
+        mut observer: impl FnMut(f64, &[f64], &[f64]) -> bool,
+    ) -> Advanced {
+        let mut t = t0;
+        while t < t1 {
+            if self.steps_left == 0 {
+                return Advanced {
+                    t,
+                    halt: Some(Halt::Budget),
+                };
+            }
+            let n_max = self.steps_left.min(u64::from(self.chunk_steps)) as u32;
+            let chunk = self.solve(field, &mut observer, t, t1, y.clone(), n_max);
+            t = chunk.t;
+            *y = chunk.y;
+            if chunk.halt.is_some() {
+                return Advanced {
+                    t,
+                    halt: chunk.halt,
+                };
+            }
+        }
+        Advanced { t, halt: None }
+    }
+
+    /// One solver instance from `t0` toward `t1`, at most `n_max`
+    /// attempted steps.
+    fn solve<F, O>(
+        &mut self,
+        field: &F,
+        observer: &mut O,
+        t0: f64,
+        t1: f64,
+        y0: DVector<f64>,
+        n_max: u32,
+    ) -> Chunk
+    where
+        F: VectorField,
+        O: FnMut(f64, &[f64], &[f64]) -> bool,
+    {
+        let (evals, accepted, stopped) = (Cell::new(0), Cell::new(0), Cell::new(false));
+        let adapter = Adapter {
+            field,
+            observer,
+            evals: &evals,
+            accepted: &accepted,
+            stopped: &stopped,
+        };
+        let (rtol, atol, span) = (self.rtol, self.atol, t1 - t0);
+        let h0 = self.h.min(span);
+        let no_stiffness_test = u32::MAX;
+        macro_rules! run {
+            ($solver:ident, $beta:expr, $fac_min:expr, $fac_max:expr) => {{
+                let mut s = $solver::from_param(
+                    adapter,
+                    t0,
+                    t1,
+                    span,
+                    y0,
+                    rtol,
+                    atol,
+                    0.9,
+                    $beta,
+                    $fac_min,
+                    $fac_max,
+                    span,
+                    h0,
+                    n_max,
+                    no_stiffness_test,
+                    OutputType::Sparse,
+                );
+                let result = s.integrate();
+                let (ts, ys) = s.results().get();
+                (
+                    result,
+                    ts.clone(),
+                    ys.last().cloned().expect("initial state"),
+                )
+            }};
+        }
+        let (result, ts, y) = match self.solver {
+            Solver::Dopri5 => run!(Dopri5, 0.04, 0.2, 10.0),
+            Solver::Dop853 => run!(Dop853, 0.0, 0.333, 6.0),
+        };
+
+        // Attempted steps from the evaluation count: Dopri5 spends 6 per
+        // attempt (FSAL), Dop853 11 per attempt and 1 per accepted step,
+        // both 1 at the start and 2 more when they choose the first step.
+        let startup = 1 + if h0 == 0.0 { 2 } else { 0 };
+        let (evals, accepted) = (evals.get(), accepted.get());
+        let attempted = match self.solver {
+            Solver::Dopri5 => evals.saturating_sub(startup) / 6,
+            Solver::Dop853 => evals.saturating_sub(startup + accepted) / 11,
+        };
+        self.stats.rhs_evals += evals;
+        self.stats.accepted += accepted;
+        self.stats.rejected += attempted.saturating_sub(accepted);
+        self.steps_left = self.steps_left.saturating_sub(attempted.max(1));
+        self.h = next_step_size(&ts, t1).unwrap_or(self.h);
+
+        let t = *ts.last().expect("initial time");
+        let halt = match result {
+            Ok(_) if stopped.get() => Some(Halt::Observer),
+            Ok(_) => None,
+            Err(IntegrationError::MaxNumStepReached { .. }) => None,
+            Err(IntegrationError::StepSizeUnderflow { .. }) => Some(Halt::Underflow),
+            Err(IntegrationError::StiffnessDetected { .. }) => {
+                unreachable!("stiffness detection is switched off")
+            }
+        };
+        Chunk { t, y, halt }
+    }
+}
+
+/// The step size to restart with: the last full step of the accepted
+/// times `ts` (the very last one may have been cut short to land on
+/// `t_end`).
+fn next_step_size(ts: &[f64], t_end: f64) -> Option<f64> {
+    let n = ts.len();
+    if n < 2 {
+        return None;
+    }
+    let last = ts[n - 1] - ts[n - 2];
+    let before = (n >= 3).then(|| ts[n - 2] - ts[n - 3]);
+    match before {
+        Some(b) if ts[n - 1] >= t_end => Some(b.max(last)),
+        _ => Some(last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dy/dt = A y` with a rotation plus decay: known solution.
+    struct Spiral;
+
+    impl VectorField for Spiral {
+        fn eval(&self, y: &[f64], dy: &mut [f64]) {
+            dy[0] = -0.1 * y[0] - y[1];
+            dy[1] = y[0] - 0.1 * y[1];
+        }
+    }
+
+    fn exact(t: f64) -> [f64; 2] {
+        let r = (-0.1 * t).exp();
+        [r * t.cos(), r * t.sin()]
+    }
+
+    #[test]
+    fn both_solvers_follow_the_exact_solution_across_chunks() {
+        for solver in [Solver::Dopri5, Solver::Dop853] {
+            let mut int = Integrator::new(solver, 1e-10, 1e-12, 1_000_000);
+            int.chunk_steps = 7;
+            let mut y = DVector::from_vec(vec![1.0, 0.0]);
+            let mut t = 0.0;
+            for t1 in [0.5, 3.0, 10.0, 20.0] {
+                let r = int.advance(&Spiral, t, t1, &mut y, |_, _, _| false);
+                assert_eq!(r, Advanced { t: t1, halt: None });
+                t = t1;
+                let e = exact(t1);
+                assert!((y[0] - e[0]).abs() < 1e-8, "{solver:?} at {t1}");
+                assert!((y[1] - e[1]).abs() < 1e-8, "{solver:?} at {t1}");
+            }
+            let s = int.stats;
+            assert!(s.accepted > 20 && s.rhs_evals > 6 * s.accepted, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_observer_stops_at_the_end_of_a_step() {
+        let mut int = Integrator::new(Solver::Dopri5, 1e-8, 1e-10, 1000);
+        let mut y = DVector::from_vec(vec![1.0, 0.0]);
+        let r = int.advance(&Spiral, 0.0, 20.0, &mut y, |_, y, _| y[1] < 0.0);
+        assert_eq!(r.halt, Some(Halt::Observer));
+        assert!(r.t > std::f64::consts::PI && r.t < 5.0, "{}", r.t);
+        assert!(y[1] < 0.0);
+    }
+
+    #[test]
+    fn the_step_budget_halts_the_integration() {
+        let mut int = Integrator::new(Solver::Dopri5, 1e-12, 1e-14, 30);
+        int.chunk_steps = 8;
+        let mut y = DVector::from_vec(vec![1.0, 0.0]);
+        let r = int.advance(&Spiral, 0.0, 1000.0, &mut y, |_, _, _| false);
+        assert_eq!(r.halt, Some(Halt::Budget));
+        assert!(r.t > 0.0 && r.t < 1000.0);
+        assert_eq!(int.steps_left, 0);
+        let e = exact(r.t);
+        assert!((y[0] - e[0]).abs() < 1e-9);
+    }
+}

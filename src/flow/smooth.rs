@@ -1,0 +1,135 @@
+//! The gradient flow on the plain solver path.
+//!
+//! The right-hand side is `-grad L` over a fixed data set: the `P`
+//! noise-free condition means (the population flow of the study) or a
+//! fixed set of noisy samples (the empirical loss SGD sees). It is exact
+//! and of the solver's full order when the activation is smooth. For a
+//! piecewise-linear activation the right-hand side jumps on the kinks, and
+//! this path is only bounded, by the step budget, never trusted to be fast.
+//!
+//! Each saved time is reached exactly (the solver lands on it), so saved
+//! states carry the solver's own accuracy, not an interpolant's. A run that
+//! halts early saves the state it reached as its last snapshot.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use faer::MatRef;
+use ode_solvers::DVector;
+
+use super::integrator::{Halt, Integrator, Solver, VectorField};
+use crate::network::{Model, Params, Workspace};
+use crate::trajectory::{Outcome, Recorder, StopReason, Trajectory};
+
+/// How to integrate a flow and where to save it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowSettings {
+    /// The Runge-Kutta pair.
+    pub solver: Solver,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Budget of attempted steps for the whole run.
+    pub max_steps: u64,
+    /// Increasing saved times; the last is the end time.
+    pub save_times: Vec<f64>,
+}
+
+/// `-grad L(theta)` over a fixed data set, with scratch reused by every
+/// evaluation.
+pub struct GradientField<'a> {
+    model: &'a Model,
+    x: MatRef<'a, f64>,
+    y: MatRef<'a, f64>,
+    ws: RefCell<Workspace>,
+}
+
+impl<'a> GradientField<'a> {
+    /// The field over inputs `x` (`D x M`) and targets `y` (`K x M`).
+    pub fn new(model: &'a Model, x: MatRef<'a, f64>, y: MatRef<'a, f64>) -> Self {
+        let ws = RefCell::new(Workspace::new(model.dims, x.ncols()));
+        GradientField { model, x, y, ws }
+    }
+}
+
+impl VectorField for GradientField<'_> {
+    fn eval(&self, state: &[f64], dy: &mut [f64]) {
+        let mut ws = self.ws.borrow_mut();
+        self.model
+            .loss_grad(state, self.x, self.y, &mut ws, Some(dy));
+        dy.iter_mut().for_each(|v| *v = -*v);
+    }
+}
+
+/// The data a flow run sees: what it trains on, and the noise-free
+/// conditions it is evaluated on.
+#[derive(Clone, Copy)]
+pub struct FlowData<'a> {
+    /// Inputs `D x M` and targets `K x M` the loss is averaged over.
+    pub training: (MatRef<'a, f64>, MatRef<'a, f64>),
+    /// The condition means, `D x P` and `K x P`.
+    pub conditions: (MatRef<'a, f64>, MatRef<'a, f64>),
+}
+
+/// Integrates the flow of `model` from `init` and saves it.
+pub fn integrate(
+    model: &Model,
+    init: &Params,
+    data: FlowData<'_>,
+    settings: &FlowSettings,
+    interrupt: &AtomicBool,
+) -> Trajectory {
+    let clock = Instant::now();
+    let field = GradientField::new(model, data.training.0, data.training.1);
+    let mut recorder = Recorder::new(model, init, data.conditions, data.training);
+    let mut int = Integrator::new(
+        settings.solver,
+        settings.rtol,
+        settings.atol,
+        settings.max_steps,
+    );
+    let mut y = DVector::from_vec(init.to_state(model.trains_readout()));
+
+    let mut t = 0.0;
+    let mut reason = StopReason::Completed;
+    let mut diverged = false;
+    for &t_save in &settings.save_times {
+        if t_save > t {
+            let observer = |_t: f64, _y: &[f64], dy: &[f64]| {
+                diverged = !dy.iter().all(|v| v.is_finite());
+                diverged || interrupt.load(Ordering::Relaxed)
+            };
+            let r = int.advance(&field, t, t_save, &mut y, observer);
+            t = r.t;
+            if let Some(halt) = r.halt {
+                reason = match halt {
+                    Halt::Budget => StopReason::StepBudget,
+                    Halt::Underflow => StopReason::StepSizeUnderflow,
+                    Halt::Observer if diverged => StopReason::Diverged,
+                    Halt::Observer => StopReason::Interrupted,
+                };
+                recorder.record(t, None, y.as_slice());
+                break;
+            }
+        }
+        let loss = recorder.record(t, None, y.as_slice());
+        if !loss.is_finite() {
+            reason = StopReason::Diverged;
+            break;
+        }
+    }
+
+    let s = int.stats;
+    recorder.finish(Outcome {
+        reason,
+        t_reached: t,
+        counts: vec![
+            ("rhs_evals", s.rhs_evals),
+            ("accepted_steps", s.accepted),
+            ("rejected_steps", s.rejected),
+        ],
+        seconds: clock.elapsed().as_secs_f64(),
+    })
+}

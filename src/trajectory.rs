@@ -65,6 +65,47 @@ impl fmt::Display for StopReason {
     }
 }
 
+/// What happened at a kink event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The pre-activation crossed the kink upward.
+    CrossUp,
+    /// The pre-activation crossed the kink downward.
+    CrossDown,
+    /// The pre-activation arrived on the kink and stays there (sliding).
+    StartSliding,
+    /// The pre-activation left the kink it slid on.
+    LeaveSliding,
+}
+
+impl EventKind {
+    /// The code stored in `flow/events/kind`: 0 cross up, 1 cross down,
+    /// 2 start sliding, 3 leave sliding.
+    pub fn code(&self) -> i64 {
+        match self {
+            EventKind::CrossUp => 0,
+            EventKind::CrossDown => 1,
+            EventKind::StartSliding => 2,
+            EventKind::LeaveSliding => 3,
+        }
+    }
+}
+
+/// One kink event of a piecewise-smooth flow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KinkEvent {
+    /// Flow time of the event.
+    pub t: f64,
+    /// Hidden unit `i`.
+    pub unit: usize,
+    /// Data point `c` (condition or sample).
+    pub point: usize,
+    /// Which kink of the activation (index into its kink list).
+    pub kink: usize,
+    /// What happened.
+    pub kind: EventKind,
+}
+
 /// How a run ended: the reason, the time reached and the work done.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
@@ -102,6 +143,11 @@ pub struct Trajectory {
     pub accuracy: Vec<f64>,
     /// `[T, P, N]` hidden responses to the noise-free inputs.
     pub hidden: Vec<f64>,
+    /// `[T, N]` number of data points each unit slides on at each saved
+    /// time (piecewise-smooth flows only; empty otherwise).
+    pub sliding: Vec<u32>,
+    /// The kink events of a piecewise-smooth flow, in time order.
+    pub events: Vec<KinkEvent>,
     /// How it ended; `None` while it runs.
     pub outcome: Option<Outcome>,
 }

@@ -21,6 +21,8 @@ pub mod activation;
 pub mod flow;
 pub mod geometry;
 pub mod network;
+pub mod plan;
+pub mod scenario;
 pub mod seed;
 pub mod sgd;
 pub mod task;

@@ -208,6 +208,9 @@ pub struct Model {
     /// The readout used when it is frozen: `J` `[K, N]` row-major and
     /// `b_out`; `None` when the readout is part of the state.
     pub frozen_readout: Option<(Vec<f64>, Vec<f64>)>,
+    /// Whether the hidden biases `b` learn; when not, their gradient is
+    /// reported as zero and they keep their initial values.
+    pub train_bias: bool,
 }
 
 impl Model {
@@ -219,6 +222,7 @@ impl Model {
             activation,
             loss,
             frozen_readout: (!train).then(|| (init.j.clone(), init.b_out.clone())),
+            train_bias: true,
         }
     }
 
@@ -315,7 +319,11 @@ impl Model {
         let delta = MatRef::from_column_major_slice(&ws.delta[..n * m], n, m);
         let gwt = MatMut::from_column_major_slice_mut(gw, d, n);
         matmul(gwt, Accum::Replace, x, delta.transpose(), scale, Par::Seq);
-        row_means(&ws.delta[..n * m], n, m, gb);
+        if self.train_bias {
+            row_means(&ws.delta[..n * m], n, m, gb);
+        } else {
+            gb.fill(0.0);
+        }
 
         if self.trains_readout() {
             // dJ^T (N x K) = h e^T / M; db_out = rowsum(e) / M

@@ -18,10 +18,14 @@
 #![deny(missing_docs)]
 
 pub mod activation;
+pub mod cli;
 pub mod flow;
 pub mod geometry;
+pub mod inspect;
 pub mod network;
+pub mod output;
 pub mod plan;
+pub mod run;
 pub mod scenario;
 pub mod seed;
 pub mod sgd;

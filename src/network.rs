@@ -255,6 +255,7 @@ impl Model {
         let (w, b, j, b_out) = self.split(state);
         let u = MatMut::from_column_major_slice_mut(&mut ws.u[..n * m], n, m);
         matmul(u, Accum::Replace, w, x, 1.0, Par::Seq);
+        clear_upper_vector_state();
         for col in 0..m {
             let uc = &mut ws.u[col * n..(col + 1) * n];
             let hc = &mut ws.h[col * n..(col + 1) * n];
@@ -267,6 +268,7 @@ impl Model {
         let h = MatRef::from_column_major_slice(&ws.h[..n * m], n, m);
         let z = MatMut::from_column_major_slice_mut(&mut ws.z[..k * m], k, m);
         matmul(z, Accum::Replace, j, h, 1.0, Par::Seq);
+        clear_upper_vector_state();
         for zc in ws.z[..k * m].chunks_exact_mut(k) {
             zc.iter_mut().zip(b_out).for_each(|(z, b)| *z += b);
         }
@@ -309,6 +311,7 @@ impl Model {
         let e = MatRef::from_column_major_slice(&ws.e[..k * m], k, m);
         let delta = MatMut::from_column_major_slice_mut(&mut ws.delta[..n * m], n, m);
         matmul(delta, Accum::Replace, j.transpose(), e, 1.0, Par::Seq);
+        clear_upper_vector_state();
         for (dl, &u) in ws.delta[..n * m].iter_mut().zip(&ws.u[..n * m]) {
             *dl *= self.activation.slope(u);
         }
@@ -359,6 +362,29 @@ impl Model {
         let j = MatRef::from_column_major_slice(jflat, n, k).transpose();
         (w, b, j, b_out)
     }
+}
+
+/// Clears the upper halves of the vector registers after faer's wide
+/// (AVX-512) kernels. Without it, the scalar libm calls that follow
+/// (`tanh`, `exp`) run on a false dependency on the dirty upper state and
+/// slow down by two orders of magnitude on this machine's processors.
+#[inline]
+fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the instruction exists when AVX is available, which
+            // was just checked; it only zeroes upper register halves,
+            // which no live Rust value occupies between calls.
+            unsafe { zero_upper() }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn zero_upper() {
+    std::arch::x86_64::_mm256_zeroupper();
 }
 
 /// `out[r] = mean over columns of a` for a column-major `rows x cols` `a`.

@@ -18,8 +18,8 @@ use crate::flow::integrator::Solver;
 use crate::flow::smooth::FlowSettings;
 use crate::network::{Dims, Loss, Model, Params};
 use crate::scenario::{Scenario, Source};
-use crate::sgd::SgdSettings;
 use crate::seed;
+use crate::sgd::SgdSettings;
 use crate::task::cube::{CubeSpec, cube};
 use crate::task::fig1::fig1;
 use crate::task::{Samples, Task};
@@ -124,10 +124,16 @@ impl Plan {
         let mut runs = Vec::new();
         for act in scenario.activations() {
             for (&s, init) in scenario.seeds.networks.iter().zip(&inits) {
-                let mut model = Model::new(act, loss, init, scenario.network.train_readout);
+                let mut model =
+                    Model::new(act, loss, init, scenario.network.train_readout);
                 model.train_bias = scenario.network.train_bias;
                 let name = format!("{}-s{s}", act.name());
-                runs.push(RunSpec { name, seed: s, init: init.clone(), model });
+                runs.push(RunSpec {
+                    name,
+                    seed: s,
+                    init: init.clone(),
+                    model,
+                });
             }
         }
 
@@ -138,7 +144,11 @@ impl Plan {
         };
         let flow = f.enabled.then(|| FlowPlan {
             settings: FlowSettings {
-                solver: if f.solver == "dop853" { Solver::Dop853 } else { Solver::Dopri5 },
+                solver: if f.solver == "dop853" {
+                    Solver::Dop853
+                } else {
+                    Solver::Dopri5
+                },
                 rtol: f.rtol,
                 atol: f.atol,
                 max_steps: f.max_steps,
@@ -150,9 +160,16 @@ impl Plan {
         let g = &scenario.sgd;
         let batch = if g.full_batch { g.samples } else { g.batch };
         let per_epoch = g.samples.div_ceil(batch) as f64;
-        let epochs = g.epochs.unwrap_or(((f.t_end / (g.eta * per_epoch)).ceil() as u64).max(1));
-        let sgd = g.enabled.then(|| SgdPlan {
-            settings: SgdSettings { eta: g.eta, batch, epochs, save_times },
+        let epochs = g
+            .epochs
+            .unwrap_or(((f.t_end / (g.eta * per_epoch)).ceil() as u64).max(1));
+        let sgd = g.enabled.then_some(SgdPlan {
+            settings: SgdSettings {
+                eta: g.eta,
+                batch,
+                epochs,
+                save_times,
+            },
         });
 
         let output = PathBuf::from(
@@ -197,7 +214,11 @@ fn initial_weights(
     seed: u64,
 ) -> Result<Params, PlanError> {
     let i = &s.init;
-    let Dims { inputs: d, hidden: n, outputs: k } = dims;
+    let Dims {
+        inputs: d,
+        hidden: n,
+        outputs: k,
+    } = dims;
     let mut p = Params::zeros(dims);
     let mut rng = seed::stream(seed, "init");
     match i.scheme.as_str() {
@@ -214,12 +235,15 @@ fn initial_weights(
             }
         }
         _ => {
-            let hidden = Normal::new(0.0, i.scale / (d as f64).sqrt()).expect("scale > 0");
+            let hidden =
+                Normal::new(0.0, i.scale / (d as f64).sqrt()).expect("scale > 0");
             let readout = Normal::new(0.0, 1.0 / (n as f64).sqrt()).expect("n > 0");
             p.w.iter_mut().for_each(|w| *w = hidden.sample(&mut rng));
             p.b.iter_mut().for_each(|b| *b = hidden.sample(&mut rng));
             p.j.iter_mut().for_each(|j| *j = readout.sample(&mut rng));
-            p.b_out.iter_mut().for_each(|b| *b = readout.sample(&mut rng));
+            p.b_out
+                .iter_mut()
+                .for_each(|b| *b = readout.sample(&mut rng));
         }
     }
     p.b.iter_mut().for_each(|b| *b += i.bias_shift);
@@ -237,12 +261,20 @@ fn read_weights(s: &Scenario, source: &Source, dims: Dims) -> Result<Params, Pla
     };
     let file = hdf5_pure::File::open(&path)
         .map_err(|e| err("init.file", &path, format!("cannot open it as HDF5: {e}")))?;
-    let Dims { inputs: d, hidden: n, outputs: k } = dims;
+    let Dims {
+        inputs: d,
+        hidden: n,
+        outputs: k,
+    } = dims;
     let group = s.init.group.trim_end_matches('/');
     let read = |name: &str, shape: Vec<u64>| -> Result<Vec<f64>, PlanError> {
         let full = format!("{group}/{name}");
         let ds = file.dataset(&full).map_err(|e| {
-            err("init.group", &s.init.group, format!("no dataset {full} in {path}: {e}"))
+            err(
+                "init.group",
+                &s.init.group,
+                format!("no dataset {full} in {path}: {e}"),
+            )
         })?;
         let got = ds.shape().unwrap_or_default();
         if got != shape {
@@ -252,7 +284,8 @@ fn read_weights(s: &Scenario, source: &Source, dims: Dims) -> Result<Params, Pla
             );
             return Err(err("init.file", &path, problem));
         }
-        ds.read_f64().map_err(|e| err("init.file", &path, format!("reading {full}: {e}")))
+        ds.read_f64()
+            .map_err(|e| err("init.file", &path, format!("reading {full}: {e}")))
     };
     Ok(Params {
         dims,
@@ -268,7 +301,10 @@ mod tests {
     use super::*;
 
     fn plan(text: &str) -> Plan {
-        let src = Source { file: "t.toml".into(), text: text.into() };
+        let src = Source {
+            file: "t.toml".into(),
+            text: text.into(),
+        };
         Plan::build(Scenario::parse(&src).unwrap(), src).unwrap()
     }
 
@@ -311,9 +347,13 @@ mod tests {
         let path = dir.path().join("w.h5");
         let mut fb = hdf5_pure::FileBuilder::new();
         let mut g = fb.create_group("start");
-        g.create_dataset("W").with_f64_data(&[0.5; 6]).with_shape(&[2, 3]);
+        g.create_dataset("W")
+            .with_f64_data(&[0.5; 6])
+            .with_shape(&[2, 3]);
         g.create_dataset("b").with_f64_data(&[0.1, 0.2]);
-        g.create_dataset("J").with_f64_data(&[1.0, -1.0]).with_shape(&[1, 2]);
+        g.create_dataset("J")
+            .with_f64_data(&[1.0, -1.0])
+            .with_shape(&[1, 2]);
         g.create_dataset("b_out").with_f64_data(&[0.0]);
         fb.add_group(g.finish());
         fb.write(&path).unwrap();
@@ -328,7 +368,10 @@ mod tests {
         let p = plan(&text(2));
         assert_eq!(p.runs[0].init.b, vec![0.1, 0.2]);
 
-        let src = Source { file: "t.toml".into(), text: text(5) };
+        let src = Source {
+            file: "t.toml".into(),
+            text: text(5),
+        };
         let e = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap_err();
         let m = e.to_string();
         assert!(m.contains("key `init.file`") && m.contains("[2, 3]"), "{m}");

@@ -301,7 +301,10 @@ pub struct SeedsSection {
 
 impl Default for SeedsSection {
     fn default() -> Self {
-        SeedsSection { task: 0, networks: vec![0] }
+        SeedsSection {
+            task: 0,
+            networks: vec![0],
+        }
     }
 }
 
@@ -318,8 +321,11 @@ impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<(Scenario, Source), ScenarioError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Read { file: file.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+                file: file.clone(),
+                source,
+            })?;
         let src = Source { file, text };
         let s = Scenario::parse(&src)?;
         Ok((s, src))
@@ -327,7 +333,10 @@ impl Scenario {
 
     /// The built-in default scenario.
     pub fn builtin() -> (Scenario, Source) {
-        let src = Source { file: "<built-in default>".into(), text: String::new() };
+        let src = Source {
+            file: "<built-in default>".into(),
+            text: String::new(),
+        };
         (Scenario::default(), src)
     }
 
@@ -368,7 +377,8 @@ impl Scenario {
     /// Checks every value against its range and the other keys.
     pub fn validate(&self, src: &Source) -> Result<(), ScenarioError> {
         let check = Checker { src };
-        let (t, n, i, f, g) = (&self.task, &self.network, &self.init, &self.flow, &self.sgd);
+        let (t, n, i, f, g) =
+            (&self.task, &self.network, &self.init, &self.flow, &self.sgd);
 
         check.one_of("task", "kind", &t.kind, &["cube", "fig1"])?;
         if t.kind == "cube" {
@@ -378,29 +388,54 @@ impl Scenario {
             let cmax = max_alignment(t.d, t.k);
             check.real("task", "c_fraction", t.c_fraction, 0.0, 1.0)?;
             if let Some(c) = t.c {
-                let allowed = format!("must lie in [0, c_max] = [0, {cmax}] for d = {}, k = {}", t.d, t.k);
+                let allowed = format!(
+                    "must lie in [0, c_max] = [0, {cmax}] for d = {}, k = {}",
+                    t.d, t.k
+                );
                 if !(0.0..=cmax * (1.0 + 1e-12)).contains(&c) {
                     return Err(check.invalid("task", "c", c, allowed));
                 }
             }
-            check.at_least("task", "dim", t.dim, p - 1, "P - 1 (the number of features)")?;
+            check.at_least(
+                "task",
+                "dim",
+                t.dim,
+                p - 1,
+                "P - 1 (the number of features)",
+            )?;
         } else {
             check.at_least("task", "dim", t.dim, 1, "1")?;
         }
 
         if n.activations.is_empty() {
-            return Err(check.invalid("network", "activations", "[]", "name at least one activation"));
+            return Err(check.invalid(
+                "network",
+                "activations",
+                "[]",
+                "name at least one activation",
+            ));
         }
         for a in &n.activations {
             if parse_activation(a, n).is_none() {
-                let allowed = format!("each must be one of {}", Activation::NAMES.join(", "));
-                return Err(check.invalid("network", "activations", format!("{a:?}"), allowed));
+                let allowed =
+                    format!("each must be one of {}", Activation::NAMES.join(", "));
+                return Err(check.invalid(
+                    "network",
+                    "activations",
+                    format!("{a:?}"),
+                    allowed,
+                ));
             }
         }
         check.at_least("network", "hidden", n.hidden, 1, "1")?;
         check.one_of("network", "loss", &n.loss, &["bce", "mse"])?;
         if n.ub <= 0.0 || !n.ub.is_finite() {
-            return Err(check.invalid("network", "ub", n.ub, "must be a finite number > 0"));
+            return Err(check.invalid(
+                "network",
+                "ub",
+                n.ub,
+                "must be a finite number > 0",
+            ));
         }
         check.finite("network", "shift", n.shift)?;
         if !(0.0..1.0).contains(&n.leak) {
@@ -411,7 +446,12 @@ impl Scenario {
         check.positive("init", "scale", i.scale)?;
         check.finite("init", "bias_shift", i.bias_shift)?;
         if i.scheme == "file" && i.file.is_none() {
-            return Err(check.invalid("init", "file", "(missing)", "the `file` scheme needs `file = \"weights.h5\"`"));
+            return Err(check.invalid(
+                "init",
+                "file",
+                "(missing)",
+                "the `file` scheme needs `file = \"weights.h5\"`",
+            ));
         }
 
         check.one_of("flow", "solver", &f.solver, &["dopri5", "dop853"])?;
@@ -428,26 +468,48 @@ impl Scenario {
                 && times.windows(2).all(|w| w[1] > w[0])
                 && *times.last().unwrap() == f.t_end;
             if !ok {
-                let allowed = format!("must increase from 0 and end at flow.t_end = {}", f.t_end);
-                return Err(check.invalid("flow", "times", format!("{times:?}"), allowed));
+                let allowed =
+                    format!("must increase from 0 and end at flow.t_end = {}", f.t_end);
+                return Err(check.invalid(
+                    "flow",
+                    "times",
+                    format!("{times:?}"),
+                    allowed,
+                ));
             }
         }
 
         check.positive("sgd", "eta", g.eta)?;
         check.at_least("sgd", "samples", g.samples, 1, "1")?;
-        check.range("sgd", "batch", g.batch, 1, g.samples)
+        check
+            .range("sgd", "batch", g.batch, 1, g.samples)
             .map_err(|e| with_hint(e, "at most sgd.samples"))?;
         if !(g.noise >= 0.0 && g.noise.is_finite()) {
-            return Err(check.invalid("sgd", "noise", g.noise, "must be a finite number >= 0"));
+            return Err(check.invalid(
+                "sgd",
+                "noise",
+                g.noise,
+                "must be a finite number >= 0",
+            ));
         }
         if let Some(e) = g.epochs {
             check.at_least("sgd", "epochs", e as usize, 1, "1")?;
         }
         if !f.enabled && !g.enabled {
-            return Err(check.invalid("flow", "enabled", false, "the flow and SGD cannot both be disabled"));
+            return Err(check.invalid(
+                "flow",
+                "enabled",
+                false,
+                "the flow and SGD cannot both be disabled",
+            ));
         }
         if self.seeds.networks.is_empty() {
-            return Err(check.invalid("seeds", "networks", "[]", "name at least one network seed"));
+            return Err(check.invalid(
+                "seeds",
+                "networks",
+                "[]",
+                "name at least one network seed",
+            ));
         }
         let mut seeds = self.seeds.networks.clone();
         seeds.sort_unstable();
@@ -461,7 +523,13 @@ impl Scenario {
 
 fn with_hint(e: ScenarioError, hint: &str) -> ScenarioError {
     match e {
-        ScenarioError::Invalid { file, line, key, value, allowed } => ScenarioError::Invalid {
+        ScenarioError::Invalid {
+            file,
+            line,
+            key,
+            value,
+            allowed,
+        } => ScenarioError::Invalid {
             file,
             line,
             key,
@@ -509,28 +577,60 @@ impl Checker<'_> {
         }
     }
 
-    fn one_of(&self, s: &str, k: &str, v: &str, options: &[&str]) -> Result<(), ScenarioError> {
+    fn one_of(
+        &self,
+        s: &str,
+        k: &str,
+        v: &str,
+        options: &[&str],
+    ) -> Result<(), ScenarioError> {
         if options.contains(&v) {
             return Ok(());
         }
-        Err(self.invalid(s, k, format!("{v:?}"), format!("must be one of {}", options.join(", "))))
+        Err(self.invalid(
+            s,
+            k,
+            format!("{v:?}"),
+            format!("must be one of {}", options.join(", ")),
+        ))
     }
 
-    fn range(&self, s: &str, k: &str, v: usize, lo: usize, hi: usize) -> Result<(), ScenarioError> {
+    fn range(
+        &self,
+        s: &str,
+        k: &str,
+        v: usize,
+        lo: usize,
+        hi: usize,
+    ) -> Result<(), ScenarioError> {
         if (lo..=hi).contains(&v) {
             return Ok(());
         }
         Err(self.invalid(s, k, v, format!("must lie in [{lo}, {hi}]")))
     }
 
-    fn at_least(&self, s: &str, k: &str, v: usize, lo: usize, what: &str) -> Result<(), ScenarioError> {
+    fn at_least(
+        &self,
+        s: &str,
+        k: &str,
+        v: usize,
+        lo: usize,
+        what: &str,
+    ) -> Result<(), ScenarioError> {
         if v >= lo {
             return Ok(());
         }
         Err(self.invalid(s, k, v, format!("must be at least {what}")))
     }
 
-    fn real(&self, s: &str, k: &str, v: f64, lo: f64, hi: f64) -> Result<(), ScenarioError> {
+    fn real(
+        &self,
+        s: &str,
+        k: &str,
+        v: f64,
+        lo: f64,
+        hi: f64,
+    ) -> Result<(), ScenarioError> {
         if (lo..=hi).contains(&v) {
             return Ok(());
         }
@@ -583,7 +683,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Scenario, ScenarioError> {
-        Scenario::parse(&Source { file: "s.toml".into(), text: text.into() })
+        Scenario::parse(&Source {
+            file: "s.toml".into(),
+            text: text.into(),
+        })
     }
 
     fn message(text: &str) -> String {
@@ -617,14 +720,34 @@ mod tests {
     #[test]
     fn out_of_range_values_name_key_value_line_and_range() {
         let cases = [
-            ("[flow]\nrtol = -1e-8\n", "s.toml:2: key `flow.rtol` = -0.00000001", "> 0"),
-            ("[network]\nub = 0.0\n", "s.toml:2: key `network.ub` = 0", "> 0"),
-            ("[sgd]\nsamples = 100\nbatch = 200\n", "s.toml:3: key `sgd.batch` = 200", "[1, 100]"),
+            (
+                "[flow]\nrtol = -1e-8\n",
+                "s.toml:2: key `flow.rtol` = -0.00000001",
+                "> 0",
+            ),
+            (
+                "[network]\nub = 0.0\n",
+                "s.toml:2: key `network.ub` = 0",
+                "> 0",
+            ),
+            (
+                "[sgd]\nsamples = 100\nbatch = 200\n",
+                "s.toml:3: key `sgd.batch` = 200",
+                "[1, 100]",
+            ),
             ("[task]\nc = 0.9\n", "s.toml:2: key `task.c` = 0.9", "c_max"),
             ("[task]\nd = 9\n", "s.toml:2: key `task.d` = 9", "[2, 6]"),
             ("[task]\ndim = 3\n", "s.toml:2: key `task.dim` = 3", "P - 1"),
-            ("[network]\nactivations = [\"gelu\"]\n", "s.toml:2: key `network.activations` = \"gelu\"", "relu"),
-            ("[flow]\ntimes = [0.0, 5.0, 2.0]\n", "s.toml:2: key `flow.times`", "increase"),
+            (
+                "[network]\nactivations = [\"gelu\"]\n",
+                "s.toml:2: key `network.activations` = \"gelu\"",
+                "relu",
+            ),
+            (
+                "[flow]\ntimes = [0.0, 5.0, 2.0]\n",
+                "s.toml:2: key `flow.times`",
+                "increase",
+            ),
         ];
         for (text, head, range) in cases {
             let m = message(text);
@@ -635,7 +758,10 @@ mod tests {
 
     #[test]
     fn dotted_keys_at_the_top_are_found_too() {
-        assert_eq!(find_key("name = \"x\"\nflow.rtol = -1\n", "flow", "rtol"), Some(2));
+        assert_eq!(
+            find_key("name = \"x\"\nflow.rtol = -1\n", "flow", "rtol"),
+            Some(2)
+        );
     }
 
     #[test]

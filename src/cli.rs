@@ -1,0 +1,196 @@
+//! The command line: `repflow run`, `validate` and `inspect`.
+//!
+//! Exit codes: 0 when everything asked for completed; 1 on a runtime
+//! error (a file that cannot be written or read); 2 on bad input (a
+//! scenario error, a bad flag, an output that exists without `--force`);
+//! 3 when the file was written but some run stopped early (step budget,
+//! step-size underflow, divergence, failure); 130 when interrupted.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Parser, Subcommand};
+
+use crate::inspect;
+use crate::plan::Plan;
+use crate::run::{self, PlanStatus, RunError, RunOptions};
+use crate::scenario::Scenario;
+
+/// Gradient-flow and SGD learning dynamics of one-hidden-layer networks.
+#[derive(Debug, Parser)]
+#[command(name = "repflow", version, about)]
+pub struct Cli {
+    /// More log output (-v: per-run results, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario (the built-in default when none is given).
+    Run {
+        /// The scenario file (TOML).
+        scenario: Option<PathBuf>,
+        /// The output file (default: the scenario's output.path, or
+        /// repflow-<name>.h5).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite the output file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Worker threads (default: one per core).
+        #[arg(short = 'j', long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Check a scenario and print the resolved plan, without running it.
+    Validate {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+    },
+    /// Summarise a repflow HDF5 file.
+    Inspect {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// An exit code with the message to print, if any.
+pub struct Exit {
+    /// The process exit code.
+    pub code: i32,
+    /// Printed to stderr.
+    pub message: Option<String>,
+}
+
+impl Exit {
+    fn ok() -> Self {
+        Exit {
+            code: 0,
+            message: None,
+        }
+    }
+
+    fn fail(code: i32, message: impl std::fmt::Display) -> Self {
+        Exit {
+            code,
+            message: Some(format!("error: {message}")),
+        }
+    }
+}
+
+/// Runs a parsed command line; `interrupt` is set by the Ctrl-C handler.
+pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
+    match cli.command {
+        Command::Run {
+            scenario,
+            output,
+            force,
+            threads,
+        } => {
+            let (plan, out) = match load(scenario.as_deref()) {
+                Ok(plan) => {
+                    let out = output.unwrap_or_else(|| plan.output.clone());
+                    (plan, out)
+                }
+                Err(msg) => return Exit::fail(2, msg),
+            };
+            let opts = RunOptions {
+                threads,
+                force,
+                progress: !cli.quiet && std::io::stderr().is_terminal(),
+                ..RunOptions::default()
+            };
+            match run::execute(&plan, &out, &opts, interrupt) {
+                Ok(status) => {
+                    println!("{}: {}", out.display(), status.name());
+                    match status {
+                        PlanStatus::Complete => Exit::ok(),
+                        PlanStatus::Incomplete => Exit {
+                            code: 3,
+                            message: Some(format!(
+                                "warning: some runs stopped early; `repflow inspect {}` says which",
+                                out.display()
+                            )),
+                        },
+                        PlanStatus::Interrupted => Exit {
+                            code: 130,
+                            message: Some(format!(
+                                "interrupted; {} holds what finished",
+                                out.display()
+                            )),
+                        },
+                    }
+                }
+                Err(e @ RunError::Exists(_)) => Exit::fail(2, e),
+                Err(e) => Exit::fail(1, e),
+            }
+        }
+        Command::Validate { scenario } => match load(Some(&scenario)) {
+            Ok(plan) => {
+                print!("{}", describe(&plan));
+                Exit::ok()
+            }
+            Err(msg) => Exit::fail(2, msg),
+        },
+        Command::Inspect { file } => match inspect::summarise(&file) {
+            Ok(summary) => {
+                print!("{summary}");
+                Exit::ok()
+            }
+            Err(e) => Exit::fail(1, e),
+        },
+    }
+}
+
+/// Loads and resolves a scenario, or the built-in default.
+fn load(path: Option<&std::path::Path>) -> Result<Plan, String> {
+    let (scenario, source) = match path {
+        Some(p) => Scenario::load(p).map_err(|e| e.to_string())?,
+        None => Scenario::builtin(),
+    };
+    Plan::build(scenario, source).map_err(|e| e.to_string())
+}
+
+/// What `repflow validate` prints: the plan in a few lines.
+fn describe(plan: &Plan) -> String {
+    let t = &plan.task;
+    let mut s = format!(
+        "{}: valid\ntask: {} with P = {}, D = {}, K = {}, alignment {:.6}\n",
+        plan.source.file,
+        t.kind,
+        t.conditions(),
+        t.dim,
+        t.outputs,
+        t.measured_alignment()
+    );
+    let names: Vec<&str> = plan.runs.iter().map(|r| r.name.as_str()).collect();
+    s += &format!("runs ({}): {}\n", names.len(), names.join(", "));
+    if let Some(f) = &plan.flow {
+        let st = &f.settings;
+        s += &format!(
+            "flow: {} rtol {} atol {} to t = {} ({} saved times)\n",
+            st.solver.name(),
+            st.rtol,
+            st.atol,
+            st.save_times.last().unwrap_or(&0.0),
+            st.save_times.len()
+        );
+    }
+    if let Some(g) = &plan.sgd {
+        let st = &g.settings;
+        s += &format!(
+            "sgd: eta {} batch {} epochs {} on {} samples (noise {})\n",
+            st.eta, st.batch, st.epochs, plan.samples.0, plan.samples.1
+        );
+    }
+    s += &format!("output: {}\n", plan.output.display());
+    s
+}

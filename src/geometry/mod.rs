@@ -4,9 +4,15 @@
 //! noise-free condition inputs (and on the task's own inputs and targets),
 //! one file per family:
 //! - [`kernel`]: Gram matrices and centred kernel alignment;
+//! - [`alignment`]: target and input alignment and the alignment plane;
+//! - [`dimension`]: participation ratio and sparsity;
+//! - [`dichotomy`]: class labellings of the conditions;
 //! - [`assignment`]: the Hungarian method for optimal pairings;
 //! - [`classifier`]: the deterministic linear SVM.
 
+pub mod alignment;
 pub mod assignment;
 pub mod classifier;
+pub mod dichotomy;
+pub mod dimension;
 pub mod kernel;

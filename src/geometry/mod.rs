@@ -8,8 +8,10 @@
 //! - [`dimension`]: participation ratio and sparsity;
 //! - [`dichotomy`]: class labellings of the conditions;
 //! - [`assignment`]: the Hungarian method for optimal pairings;
-//! - [`classifier`]: the deterministic linear SVM.
+//! - [`classifier`]: the deterministic linear SVM;
+//! - [`abstraction`]: parallelism score, CCGP, shattering dimensionality.
 
+pub mod abstraction;
 pub mod alignment;
 pub mod assignment;
 pub mod classifier;

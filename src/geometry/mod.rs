@@ -9,7 +9,9 @@
 //! - [`dichotomy`]: class labellings of the conditions;
 //! - [`assignment`]: the Hungarian method for optimal pairings;
 //! - [`classifier`]: the deterministic linear SVM;
-//! - [`abstraction`]: parallelism score, CCGP, shattering dimensionality.
+//! - [`abstraction`]: parallelism score, CCGP, shattering dimensionality;
+//! - [`specialisation`]: per-unit axes, weight-space structure and the
+//!   expected-gradient field.
 
 pub mod abstraction;
 pub mod alignment;
@@ -18,3 +20,4 @@ pub mod classifier;
 pub mod dichotomy;
 pub mod dimension;
 pub mod kernel;
+pub mod specialisation;

@@ -362,8 +362,8 @@ pub fn min_distance_pairs(z: &[f64], p: usize, labels: &[bool]) -> Vec<(usize, u
 /// Training on an unmatched condition of each class lets the other
 /// variables into the classifier: on a perfectly factorised 3-cube,
 /// averaging over all `m^2` choices of one condition per class gave
-/// 0.77 (measured at sigma = 0.1), not 1. Take the pairs from the task's latents, from
-/// [`min_distance_pairs`], or from [`parallelism_max`].
+/// 0.77 (measured at sigma = 0.1), not 1. Take the pairs from the task's
+/// latents, from [`min_distance_pairs`], or from [`parallelism_max`].
 ///
 /// # Panics
 ///
@@ -377,7 +377,6 @@ pub fn ccgp(
     noise: &NoiseProtocol,
     max_splits: usize,
 ) -> Generalisation {
-    let n = row_len(z, p);
     let m = pairs.len();
     assert!(m >= 2, "{m} pairs leave nothing to hold out");
     assert!(max_splits > 0, "no splits asked for");
@@ -396,13 +395,13 @@ pub fn ccgp(
         CcgpSplit::Pair => 1,
         CcgpSplit::Half => m / 2,
     };
-    let mut rng = seed::stream(noise.seed, "geometry/ccgp");
+    let mut sampler = Sampler::new(z, p, noise.sigma, noise.seed, "geometry/ccgp");
     let indices: Vec<usize> = (0..m).collect();
     let enumerated = binomial(m, k) <= max_splits as f64;
     let chosen = if enumerated {
         combinations(&indices, k)
     } else {
-        sample_subsets(m, k, max_splits, &mut rng)
+        sample_subsets(m, k, max_splits, &mut sampler.rng)
     };
 
     let mut sum = 0.0;
@@ -416,25 +415,7 @@ pub fn ccgp(
             };
             side.extend([a, b]);
         }
-        let (xtr, ytr) = noisy(
-            z,
-            n,
-            &labels,
-            &train,
-            noise.train_per_condition,
-            noise,
-            &mut rng,
-        );
-        let (xte, yte) = noisy(
-            z,
-            n,
-            &labels,
-            &test,
-            noise.test_per_condition,
-            noise,
-            &mut rng,
-        );
-        sum += LinearSvm::fit(&xtr, &ytr, C).accuracy(&xte, &yte);
+        sum += sampler.held_out_accuracy(&labels, &train, &test, noise);
     }
     Generalisation {
         accuracy: sum / chosen.len() as f64,
@@ -468,7 +449,6 @@ pub fn shattering_dimensionality(
     noise: &NoiseProtocol,
     max_dichotomies: usize,
 ) -> Shattering {
-    let n = row_len(z, p);
     let dichotomies = if p <= MAX_ENUMERATED_SHATTERING {
         balanced_dichotomies(p)
     } else {
@@ -476,31 +456,11 @@ pub fn shattering_dimensionality(
         random_balanced_dichotomies(p, max_dichotomies, noise.seed)
     };
 
-    let mut rng = seed::stream(noise.seed, "geometry/shattering");
+    let mut sampler = Sampler::new(z, p, noise.sigma, noise.seed, "geometry/shattering");
     let all: Vec<usize> = (0..p).collect();
     let accuracies: Vec<f64> = dichotomies
         .iter()
-        .map(|labels| {
-            let (xtr, ytr) = noisy(
-                z,
-                n,
-                labels,
-                &all,
-                noise.train_per_condition,
-                noise,
-                &mut rng,
-            );
-            let (xte, yte) = noisy(
-                z,
-                n,
-                labels,
-                &all,
-                noise.test_per_condition,
-                noise,
-                &mut rng,
-            );
-            LinearSvm::fit(&xtr, &ytr, C).accuracy(&xte, &yte)
-        })
+        .map(|labels| sampler.held_out_accuracy(labels, &all, &all, noise))
         .collect();
     Shattering {
         mean: accuracies.iter().sum::<f64>() / accuracies.len() as f64,
@@ -509,30 +469,60 @@ pub fn shattering_dimensionality(
     }
 }
 
-/// `per` noisy samples of each listed condition, row-major, with labels.
-fn noisy(
-    z: &[f64],
+/// Noisy samples `z_c + sigma xi` of the conditions, from one seeded
+/// stream consumed in call order.
+struct Sampler<'a> {
+    z: &'a [f64],
     n: usize,
-    labels: &[bool],
-    conditions: &[usize],
-    per: usize,
-    noise: &NoiseProtocol,
-    rng: &mut impl rand::Rng,
-) -> (Vec<f64>, Vec<bool>) {
-    assert!(per > 0, "no samples per condition");
-    let mut x = Vec::with_capacity(conditions.len() * per * n);
-    let mut y = Vec::with_capacity(conditions.len() * per);
-    for &c in conditions {
-        for _ in 0..per {
-            for v in &z[c * n..(c + 1) * n] {
-                let xi: f64 = StandardNormal.sample(rng);
-                x.push(v + noise.sigma * xi);
-            }
-            y.push(labels[c]);
+    sigma: f64,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl<'a> Sampler<'a> {
+    fn new(z: &'a [f64], p: usize, sigma: f64, seed: u64, stream: &str) -> Self {
+        Sampler {
+            z,
+            n: row_len(z, p),
+            sigma,
+            rng: seed::stream(seed, stream),
         }
     }
-    (x, y)
+
+    /// `per` samples of each listed condition, row-major, with labels.
+    fn draw(&mut self, labels: &[bool], conditions: &[usize], per: usize) -> Samples {
+        assert!(per > 0, "no samples per condition");
+        let n = self.n;
+        let mut x = Vec::with_capacity(conditions.len() * per * n);
+        let mut y = Vec::with_capacity(conditions.len() * per);
+        for &c in conditions {
+            for _ in 0..per {
+                for v in &self.z[c * n..(c + 1) * n] {
+                    let xi: f64 = StandardNormal.sample(&mut self.rng);
+                    x.push(v + self.sigma * xi);
+                }
+                y.push(labels[c]);
+            }
+        }
+        (x, y)
+    }
+
+    /// Trains on fresh samples of `train`, tests on fresh samples of
+    /// `test`: the classifier's held-out accuracy.
+    fn held_out_accuracy(
+        &mut self,
+        labels: &[bool],
+        train: &[usize],
+        test: &[usize],
+        noise: &NoiseProtocol,
+    ) -> f64 {
+        let (xtr, ytr) = self.draw(labels, train, noise.train_per_condition);
+        let (xte, yte) = self.draw(labels, test, noise.test_per_condition);
+        LinearSvm::fit(&xtr, &ytr, C).accuracy(&xte, &yte)
+    }
 }
+
+/// Row-major samples and their labels.
+type Samples = (Vec<f64>, Vec<bool>);
 
 /// `count` distinct sorted `k`-element subsets of `0..m`, drawn by
 /// shuffling.
@@ -764,6 +754,33 @@ mod tests {
         let sd = shattering_dimensionality(&z, 8, &low_noise(), 0);
         assert_eq!(sd.dichotomies.len(), 35);
         assert_eq!(sd.mean, 1.0);
+    }
+
+    #[test]
+    fn larger_sets_are_shattered_on_a_stated_number_of_dichotomies() {
+        let z = cube_points(4, 15, 15, 6);
+        let sd = shattering_dimensionality(&z, 16, &low_noise(), 40);
+        assert_eq!(sd.dichotomies.len(), 40);
+        assert_eq!(sd.accuracies.len(), 40);
+        assert_eq!(sd.mean, 1.0);
+    }
+
+    #[test]
+    fn parallelism_ignores_translation_scale_and_rotation() {
+        let z = gaussian(8 * 6, 70);
+        let labels = balanced_dichotomies(8)[11].clone();
+        let ps = parallelism_max(&z, 8, &labels, 0).score;
+        let q =
+            crate::task::orthonormal_embedding(6, 6, &mut crate::seed::stream(1, "q"));
+        let mut moved = vec![0.0; 8 * 6];
+        for c in 0..8 {
+            for a in 0..6 {
+                let r: f64 = (0..6).map(|b| q[(a, b)] * z[c * 6 + b]).sum();
+                moved[c * 6 + a] = 3.0 * r + 0.5 * a as f64;
+            }
+        }
+        let other = parallelism_max(&moved, 8, &labels, 0).score;
+        assert!((ps - other).abs() < 1e-12, "{ps} vs {other}");
     }
 
     #[test]

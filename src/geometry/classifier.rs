@@ -217,6 +217,21 @@ mod tests {
     }
 
     #[test]
+    fn the_bias_separates_classes_far_from_the_origin() {
+        // One feature, classes at 9 and 11: no line through the origin
+        // separates them.
+        let noise = gaussian(200, 1, 12);
+        let labels: Vec<bool> = (0..200).map(|i| i % 2 == 1).collect();
+        let x: Vec<f64> = (0..200)
+            .map(|i| if labels[i] { 11.0 } else { 9.0 } + 0.2 * noise[i])
+            .collect();
+        let svm = LinearSvm::fit(&x, &labels, C);
+        assert_eq!(svm.accuracy(&x, &labels), 1.0);
+        let threshold = -svm.bias / svm.weights[0];
+        assert!((threshold - 10.0).abs() < 0.5, "threshold {threshold}");
+    }
+
+    #[test]
     fn training_is_deterministic() {
         let x = gaussian(50, 6, 9);
         let labels: Vec<bool> = (0..50).map(|i| x[i * 6 + 2] > 0.0).collect();

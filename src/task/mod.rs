@@ -7,6 +7,8 @@
 
 pub mod cube;
 pub mod fig1;
+pub mod random_kernel;
+pub mod xor;
 
 use faer::MatRef;
 use hdf5_pure::AttrValue;

@@ -7,6 +7,7 @@
 
 pub mod cube;
 pub mod fig1;
+pub mod file;
 pub mod random_kernel;
 pub mod xor;
 

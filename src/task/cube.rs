@@ -206,6 +206,12 @@ pub struct CubeSpec {
 }
 
 /// Builds the cube task with the spectrum the spec asks for.
+///
+/// # Panics
+///
+/// With a random spectrum, under the conditions of [`random_spectrum`]
+/// (in particular `k = P - 1`, where no spectrum has an alignment below
+/// `1 / sqrt(P - 1)`).
 pub fn cube(spec: CubeSpec) -> Task {
     let CubeSpec {
         d,

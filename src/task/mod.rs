@@ -7,7 +7,7 @@
 //! [`cube`] (parity features, deterministic or random spectrum), [`fig1`]
 //! (four Gaussian patterns, one or two outputs), [`random_kernel`] (a
 //! random rank-`r` kernel at a chosen alignment), [`xor`] (the nudged XOR)
-//! and [`file`] (inputs and targets read from HDF5 or CSV).
+//! and [`file`](mod@file) (inputs and targets read from HDF5 or CSV).
 //!
 //! Input norms, by family: `|x_c|^2 = D` for every condition of the cube
 //! and the nudged XOR; the mean over conditions of `|x_c|^2` is exactly

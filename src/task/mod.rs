@@ -233,4 +233,47 @@ mod tests {
         let t = file::from_csv(&path).unwrap();
         assert_eq!(squared_norms(&t), vec![25.0, 0.25]);
     }
+
+    #[test]
+    fn seeded_families_reproduce_themselves() {
+        let build = |seed| {
+            vec![
+                cube(CubeSpec {
+                    d: 3,
+                    k: 1,
+                    alignment: 0.3,
+                    dim: 10,
+                    seed,
+                    spectrum: Spectrum::Random { concentration: 1.0 },
+                }),
+                fig1_with(Fig1Spec {
+                    dim: 10,
+                    seed,
+                    outputs: Fig1Outputs::Two,
+                }),
+                random_kernel(RandomKernelSpec {
+                    conditions: 8,
+                    rank: 3,
+                    outputs: 1,
+                    alignment: 0.3,
+                    dim: 10,
+                    seed,
+                }),
+                xor(XorSpec {
+                    eps: 0.5,
+                    dim: 10,
+                    seed,
+                }),
+            ]
+        };
+        for ((a, b), c) in build(11).iter().zip(build(11)).zip(build(12)) {
+            assert_eq!(
+                (&a.inputs, &a.targets),
+                (&b.inputs, &b.targets),
+                "{}",
+                a.kind
+            );
+            assert_ne!(a.inputs, c.inputs, "{} ignores its seed", a.kind);
+        }
+    }
 }

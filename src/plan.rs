@@ -20,8 +20,11 @@ use crate::network::{Dims, Loss, Model, Params};
 use crate::scenario::{Scenario, Source};
 use crate::seed;
 use crate::sgd::SgdSettings;
-use crate::task::cube::{CubeSpec, cube};
-use crate::task::fig1::fig1;
+use crate::task::cube::{CubeSpec, Spectrum, cube};
+use crate::task::fig1::{Fig1Outputs, Fig1Spec, fig1_with};
+use crate::task::file::{Hdf5Layout, from_csv, from_hdf5};
+use crate::task::random_kernel::{RandomKernelSpec, random_kernel};
+use crate::task::xor::{XorSpec, xor};
 use crate::task::{Samples, Task};
 use crate::trajectory::log_spaced_times;
 
@@ -106,7 +109,7 @@ pub struct Plan {
 impl Plan {
     /// Resolves a validated scenario.
     pub fn build(scenario: Scenario, source: Source) -> Result<Plan, PlanError> {
-        let task = build_task(&scenario);
+        let task = build_task(&scenario, &source)?;
         let dims = Dims {
             inputs: task.dim,
             hidden: scenario.network.hidden,
@@ -192,18 +195,74 @@ impl Plan {
     }
 }
 
-fn build_task(s: &Scenario) -> Task {
+fn build_task(s: &Scenario, source: &Source) -> Result<Task, PlanError> {
     let t = &s.task;
-    match t.kind.as_str() {
-        "fig1" => fig1(t.dim, s.seeds.task),
-        _ => cube(CubeSpec {
-            d: t.d,
-            k: t.k,
+    let seed = s.seeds.task;
+    Ok(match t.kind.as_str() {
+        "fig1" => {
+            let outputs = if t.k == 2 {
+                Fig1Outputs::Two
+            } else {
+                Fig1Outputs::One
+            };
+            fig1_with(Fig1Spec {
+                dim: t.dim,
+                seed,
+                outputs,
+            })
+        }
+        "random_kernel" => random_kernel(RandomKernelSpec {
+            conditions: t.conditions,
+            rank: t.rank,
+            outputs: t.k,
             alignment: s.alignment(),
             dim: t.dim,
-            seed: s.seeds.task,
+            seed,
         }),
-    }
+        "xor" => xor(XorSpec {
+            eps: t.eps,
+            dim: t.dim,
+            seed,
+        }),
+        "file" => {
+            let path = PathBuf::from(t.file.clone().unwrap_or_default());
+            let is_csv = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let loaded = if is_csv {
+                from_csv(&path)
+            } else {
+                let layout = Hdf5Layout {
+                    inputs: t.inputs.clone(),
+                    targets: t.targets.clone(),
+                };
+                from_hdf5(&path, &layout)
+            };
+            loaded.map_err(|e| PlanError {
+                file: source.file.clone(),
+                key: "task.file".into(),
+                value: format!("{:?}", path.display().to_string()),
+                problem: e.to_string(),
+            })?
+        }
+        _ => {
+            let spectrum = if t.spectrum == "random" {
+                Spectrum::Random {
+                    concentration: t.concentration,
+                }
+            } else {
+                Spectrum::Deterministic
+            };
+            cube(CubeSpec {
+                d: t.d,
+                k: t.k,
+                alignment: s.alignment(),
+                dim: t.dim,
+                seed,
+                spectrum,
+            })
+        }
+    })
 }
 
 /// The initial weights of network seed `seed`.
@@ -319,6 +378,36 @@ mod tests {
         // 5000 samples in batches of 64 is 79 steps an epoch; 127 epochs
         // first reach t = 1000 at eta = 0.1.
         assert_eq!(sgd.epochs, 127);
+    }
+
+    #[test]
+    fn every_task_kind_resolves_with_its_measured_alignment() {
+        let kinds = [
+            (
+                "cube",
+                "spectrum = \"random\"\nconcentration = 2.0\nc = 0.2\n",
+                0.2,
+            ),
+            ("random_kernel", "conditions = 8\nrank = 4\nc = 0.4\n", 0.4),
+            ("xor", "eps = 0.0\n", 0.0),
+        ];
+        for (kind, extra, c) in kinds {
+            let p = plan(&format!("[task]\nkind = \"{kind}\"\n{extra}"));
+            assert_eq!(p.task.kind, kind);
+            assert!((p.task.measured_alignment() - c).abs() < 1e-10, "{kind}");
+        }
+        let p = plan("[task]\nkind = \"fig1\"\nk = 2\ndim = 50\n");
+        assert_eq!((p.task.outputs, p.task.dim), (2, 50));
+    }
+
+    #[test]
+    fn a_missing_task_file_names_the_key() {
+        let src = Source {
+            file: "t.toml".into(),
+            text: "[task]\nkind = \"file\"\nfile = \"/nonexistent/t.csv\"\n".into(),
+        };
+        let e = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap_err();
+        assert!(e.to_string().contains("key `task.file`"), "{e}");
     }
 
     #[test]

@@ -101,19 +101,38 @@ impl Default for Name {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSection {
-    /// `cube` or `fig1`.
+    /// `cube`, `fig1`, `random_kernel`, `xor` or `file`.
     pub kind: String,
     /// Cube: number of latent bits `d`, 2 to 6.
     pub d: usize,
-    /// Cube: number of targets `k`, 1 to `P - 1`.
+    /// Number of targets: cube 1 to `P - 1`, fig1 1 or 2, random_kernel
+    /// 1 or more.
     pub k: usize,
-    /// Cube: the input-target alignment `c`, in `[0, c_max]`.
+    /// Cube: the input-target alignment `c`, in `[0, c_max]`;
+    /// random_kernel: in `[0, 1)`.
     pub c: Option<f64>,
-    /// Cube: `c` as a fraction of `c_max`, in `[0, 1]`; used when `c` is
-    /// not given.
+    /// `c` as a fraction of `c_max` (1 for random_kernel), in `[0, 1]`;
+    /// used when `c` is not given.
     pub c_fraction: f64,
-    /// Input dimension `D`; at least `P - 1`.
+    /// Cube: `deterministic` or `random` spectrum.
+    pub spectrum: String,
+    /// Cube, random spectrum: the Dirichlet concentration, > 0.
+    pub concentration: f64,
+    /// random_kernel: number of conditions `P`, at least 4.
+    pub conditions: usize,
+    /// random_kernel: rank of the input kernel, `k <= rank < P - k`.
+    pub rank: usize,
+    /// xor: the linearly separable nudge `eps`, >= 0.
+    pub eps: f64,
+    /// Input dimension `D`; at least `P - 1` (cube), `rank`
+    /// (random_kernel), 3 (xor).
     pub dim: usize,
+    /// file: the task file, `.h5`/`.hdf5` or `.csv` (ignores `dim`).
+    pub file: Option<String>,
+    /// file, HDF5: the inputs dataset `[P, D]`.
+    pub inputs: String,
+    /// file, HDF5: the targets dataset `[P, K]`.
+    pub targets: String,
 }
 
 impl Default for TaskSection {
@@ -124,7 +143,15 @@ impl Default for TaskSection {
             k: 1,
             c: None,
             c_fraction: 0.5,
+            spectrum: "deterministic".into(),
+            concentration: 1.0,
+            conditions: 8,
+            rank: 4,
+            eps: 0.0,
             dim: 100,
+            file: None,
+            inputs: "inputs".into(),
+            targets: "targets".into(),
         }
     }
 }
@@ -368,10 +395,15 @@ impl Scenario {
             .collect()
     }
 
-    /// The requested alignment `c` of a cube task.
+    /// The requested alignment `c` of a cube or random-kernel task.
     pub fn alignment(&self) -> f64 {
         let t = &self.task;
-        t.c.unwrap_or(t.c_fraction * max_alignment(t.d, t.k))
+        let cmax = if t.kind == "cube" {
+            max_alignment(t.d, t.k)
+        } else {
+            1.0
+        };
+        t.c.unwrap_or(t.c_fraction * cmax)
     }
 
     /// Checks every value against its range and the other keys.
@@ -380,31 +412,58 @@ impl Scenario {
         let (t, n, i, f, g) =
             (&self.task, &self.network, &self.init, &self.flow, &self.sgd);
 
-        check.one_of("task", "kind", &t.kind, &["cube", "fig1"])?;
-        if t.kind == "cube" {
-            check.range("task", "d", t.d, 2, 6)?;
-            let p = 1usize << t.d;
-            check.range("task", "k", t.k, 1, p - 1)?;
-            let cmax = max_alignment(t.d, t.k);
-            check.real("task", "c_fraction", t.c_fraction, 0.0, 1.0)?;
-            if let Some(c) = t.c {
-                let allowed = format!(
-                    "must lie in [0, c_max] = [0, {cmax}] for d = {}, k = {}",
-                    t.d, t.k
-                );
-                if !(0.0..=cmax * (1.0 + 1e-12)).contains(&c) {
-                    return Err(check.invalid("task", "c", c, allowed));
+        let kinds = ["cube", "fig1", "random_kernel", "xor", "file"];
+        check.one_of("task", "kind", &t.kind, &kinds)?;
+        check.real("task", "c_fraction", t.c_fraction, 0.0, 1.0)?;
+        match t.kind.as_str() {
+            "cube" => self.validate_cube(&check)?,
+            "fig1" => {
+                check.range("task", "k", t.k, 1, 2)?;
+                check.at_least("task", "dim", t.dim, 1, "1")?;
+            }
+            "random_kernel" => {
+                check.at_least("task", "conditions", t.conditions, 4, "4")?;
+                check.at_least("task", "k", t.k, 1, "1")?;
+                let top = t.conditions.saturating_sub(t.k + 1);
+                check
+                    .range("task", "rank", t.rank, t.k, top)
+                    .map_err(|e| with_hint(e, "k <= rank <= conditions - k - 1"))?;
+                check.at_least("task", "dim", t.dim, t.rank, "task.rank")?;
+                let c = self.alignment();
+                if !(0.0..1.0).contains(&c) {
+                    return Err(check.invalid("task", "c", c, "must lie in [0, 1)"));
                 }
             }
-            check.at_least(
-                "task",
-                "dim",
-                t.dim,
-                p - 1,
-                "P - 1 (the number of features)",
-            )?;
-        } else {
-            check.at_least("task", "dim", t.dim, 1, "1")?;
+            "xor" => {
+                check.at_least("task", "dim", t.dim, 3, "3")?;
+                if !(t.eps >= 0.0 && t.eps.is_finite()) {
+                    return Err(check.invalid(
+                        "task",
+                        "eps",
+                        t.eps,
+                        "must be a finite number >= 0",
+                    ));
+                }
+            }
+            _ => {
+                let Some(f) = &t.file else {
+                    return Err(check.invalid(
+                        "task",
+                        "file",
+                        "(missing)",
+                        "the `file` kind needs `file = \"task.h5\"` or a .csv",
+                    ));
+                };
+                let lower = f.to_lowercase();
+                if ![".h5", ".hdf5", ".csv"].iter().any(|e| lower.ends_with(e)) {
+                    return Err(check.invalid(
+                        "task",
+                        "file",
+                        format!("{f:?}"),
+                        "must end in .h5, .hdf5 or .csv",
+                    ));
+                }
+            }
         }
 
         if n.activations.is_empty() {
@@ -518,6 +577,44 @@ impl Scenario {
             return Err(check.invalid("seeds", "networks", v, "seeds must be distinct"));
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    fn validate_cube(&self, check: &Checker<'_>) -> Result<(), ScenarioError> {
+        let t = &self.task;
+        check.range("task", "d", t.d, 2, 6)?;
+        let p = 1usize << t.d;
+        check.range("task", "k", t.k, 1, p - 1)?;
+        let cmax = max_alignment(t.d, t.k);
+        if let Some(c) = t.c {
+            let allowed = format!(
+                "must lie in [0, c_max] = [0, {cmax}] for d = {}, k = {}",
+                t.d, t.k
+            );
+            if !(0.0..=cmax * (1.0 + 1e-12)).contains(&c) {
+                return Err(check.invalid("task", "c", c, allowed));
+            }
+        }
+        check.one_of(
+            "task",
+            "spectrum",
+            &t.spectrum,
+            &["deterministic", "random"],
+        )?;
+        check.positive("task", "concentration", t.concentration)?;
+        if t.spectrum == "random" && t.k == p - 1 {
+            let allowed = "a random spectrum needs k < P - 1 (with every parity a target the \
+                           spectrum is fixed)";
+            return Err(check.invalid("task", "spectrum", "\"random\"", allowed));
+        }
+        check.at_least(
+            "task",
+            "dim",
+            t.dim,
+            p - 1,
+            "P - 1 (the number of features)",
+        )
     }
 }
 

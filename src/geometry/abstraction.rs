@@ -595,6 +595,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::geometry::dichotomy::task_dichotomies;
+    use crate::task::cube::Spectrum;
     use crate::task::cube::{CubeSpec, cube, parity_features};
 
     /// The `2^d` cube vertices `+-1` in their first `f` parity features,
@@ -829,6 +830,7 @@ mod tests {
             alignment: 1.0,
             dim: 12,
             seed: 3,
+            spectrum: Spectrum::Deterministic,
         });
         for labels in task_dichotomies(&t) {
             let ps = parallelism_max(&t.inputs, 8, &labels, 0).score;

@@ -96,6 +96,7 @@ impl PlanePoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::cube::Spectrum;
     use crate::task::cube::{CubeSpec, cube};
 
     #[test]
@@ -106,6 +107,7 @@ mod tests {
             alignment: 0.25,
             dim: 20,
             seed: 2,
+            spectrum: Spectrum::Deterministic,
         });
         let c = t.measured_alignment();
 
@@ -147,6 +149,7 @@ mod tests {
             alignment: 0.3,
             dim: 12,
             seed: 5,
+            spectrum: Spectrum::Deterministic,
         });
         let c = t.measured_alignment();
         let mut rng = crate::seed::stream(1, "test/alignment");

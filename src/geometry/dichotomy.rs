@@ -127,6 +127,7 @@ fn from_mask(mask: u64, p: usize) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::cube::Spectrum;
     use crate::task::cube::{CubeSpec, cube};
 
     #[test]
@@ -166,6 +167,7 @@ mod tests {
             alignment: 0.3,
             dim: 10,
             seed: 1,
+            spectrum: Spectrum::Deterministic,
         });
         let ds = task_dichotomies(&t);
         // The target is the first latent bit: three distinct splits.

@@ -355,6 +355,7 @@ mod tests {
     use super::*;
     use crate::activation::Activation;
     use crate::task::Task;
+    use crate::task::cube::Spectrum;
     use crate::task::cube::{CubeSpec, cube};
 
     fn task() -> Task {
@@ -364,6 +365,7 @@ mod tests {
             alignment: 0.3,
             dim: 10,
             seed: 8,
+            spectrum: Spectrum::Deterministic,
         })
     }
 

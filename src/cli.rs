@@ -176,7 +176,7 @@ fn describe(plan: &Plan) -> String {
     if let Some(f) = &plan.flow {
         let st = &f.settings;
         s += &format!(
-            "flow: {} rtol {} atol {} to t = {} ({} saved times)\n",
+            "flow: {} rtol {:e} atol {:e} to t = {} ({} saved times)\n",
             st.solver.name(),
             st.rtol,
             st.atol,

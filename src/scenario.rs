@@ -371,10 +371,15 @@ impl Scenario {
     pub fn parse(src: &Source) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(&src.text).map_err(|e| {
             let line = e.span().map_or(1, |sp| line_of(&src.text, sp.start));
+            let message = e.message().trim();
+            let message = match key_at_line(&src.text, line) {
+                Some(key) if !message.contains(&key) => format!("key `{key}`: {message}"),
+                _ => message.to_string(),
+            };
             ScenarioError::Syntax {
                 file: src.file.clone(),
                 line,
-                message: e.message().trim().to_string(),
+                message,
             }
         })?;
         s.validate(src)?;
@@ -752,6 +757,27 @@ impl Checker<'_> {
 /// The 1-based line holding byte `offset` of `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key (`section.key`) set on 1-based `line`, if any.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut section = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.split('#').next().unwrap_or("").trim();
+        if let Some(name) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_string();
+        }
+        if i + 1 == line {
+            let (key, _) = l.split_once('=')?;
+            let key = key.trim();
+            return Some(if section.is_empty() {
+                key.into()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+    }
+    None
 }
 
 /// The 1-based line where `key` is set inside `[section]`, if it is.

@@ -1,0 +1,211 @@
+//! The flow against gradient descent and against itself at other
+//! tolerances: the numerical claims the rest of repflow rests on.
+
+use std::sync::atomic::AtomicBool;
+
+use repflow::flow;
+use repflow::flow::integrator::Solver;
+use repflow::flow::smooth::{FlowData, FlowSettings};
+use repflow::plan::Plan;
+use repflow::scenario::{Scenario, Source};
+use repflow::sgd::{self, SgdSettings};
+use repflow::task::Samples;
+use repflow::trajectory::{StopReason, Trajectory};
+
+fn plan(text: &str) -> Plan {
+    let src = Source {
+        file: "test.toml".into(),
+        text: text.into(),
+    };
+    Plan::build(Scenario::parse(&src).unwrap(), src).unwrap()
+}
+
+const SMALL_TANH: &str = "[task]\nd = 3\ndim = 12\n[network]\nactivations = [\"tanh\"]\n\
+                          hidden = 24\n[init]\nscale = 2.0\n";
+
+fn flow_at(plan: &Plan, times: Vec<f64>, rtol: f64, atol: f64) -> Trajectory {
+    let run = &plan.runs[0];
+    let c = (plan.task.inputs_view(), plan.task.targets_view());
+    let settings = FlowSettings {
+        solver: Solver::Dopri5,
+        rtol,
+        atol,
+        max_steps: 1_000_000,
+        save_times: times,
+    };
+    let data = FlowData {
+        training: c,
+        conditions: c,
+    };
+    flow::integrate(
+        &run.model,
+        &run.init,
+        data,
+        &settings,
+        &AtomicBool::new(false),
+    )
+}
+
+/// Full-batch gradient descent on the noise-free conditions to time `t`.
+fn gd_at(plan: &Plan, eta: f64, t: f64) -> Trajectory {
+    let run = &plan.runs[0];
+    let task = &plan.task;
+    let p = task.conditions();
+    let samples = Samples {
+        dim: task.dim,
+        outputs: task.outputs,
+        inputs: task.inputs.clone(),
+        targets: task.targets.clone(),
+        conditions: (0..p).collect(),
+    };
+    let steps = (t / eta).round() as u64;
+    let settings = SgdSettings {
+        eta,
+        batch: p,
+        epochs: steps,
+        save_times: vec![t],
+    };
+    let c = (task.inputs_view(), task.targets_view());
+    let mut rng = repflow::seed::stream(0, "test");
+    sgd::train(
+        &run.model,
+        &run.init,
+        &samples,
+        c,
+        &settings,
+        &mut rng,
+        &AtomicBool::new(false),
+    )
+}
+
+fn last_weights(tr: &Trajectory) -> &[f64] {
+    let per = tr.w.len() / tr.len();
+    &tr.w[tr.w.len() - per..]
+}
+
+fn distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    a.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+#[test]
+fn gradient_descent_approaches_the_tanh_flow_linearly_in_the_learning_rate() {
+    let plan = plan(SMALL_TANH);
+    let t = 5.0;
+    let flow = flow_at(&plan, vec![0.0, t], 1e-11, 1e-13);
+    let w = last_weights(&flow);
+    let gaps: Vec<f64> = [0.1, 0.05, 0.025]
+        .iter()
+        .map(|&eta| distance(last_weights(&gd_at(&plan, eta, t)), w))
+        .collect();
+    assert!(
+        gaps[0] > 1e-6,
+        "GD should differ visibly from the flow: {gaps:?}"
+    );
+    for pair in gaps.windows(2) {
+        let ratio = pair[0] / pair[1];
+        assert!(
+            (1.8..2.2).contains(&ratio),
+            "gap ratios should be ~2: {gaps:?}"
+        );
+    }
+
+    // Richardson extrapolation removes the O(eta) term.
+    let (g1, g2) = (gd_at(&plan, 0.05, t), gd_at(&plan, 0.025, t));
+    let extrapolated: Vec<f64> = last_weights(&g2)
+        .iter()
+        .zip(last_weights(&g1))
+        .map(|(a, b)| 2.0 * a - b)
+        .collect();
+    let rel = distance(&extrapolated, w) / norm(w);
+    assert!(rel < 0.1 * gaps[2] / norm(w), "extrapolation gap {rel}");
+}
+
+#[test]
+fn a_tight_flow_agrees_with_a_loose_one_to_the_loose_tolerance() {
+    let plan = plan(SMALL_TANH);
+    let times = vec![0.0, 1.0, 10.0, 100.0];
+    let tight = flow_at(&plan, times.clone(), 1e-10, 1e-12);
+    let loose = flow_at(&plan, times, 1e-6, 1e-8);
+    let rel = distance(&tight.w, &loose.w) / norm(&tight.w);
+    assert!(rel < 1e-5, "relative difference {rel}");
+    assert!(rel > 0.0, "the loose flow should not be exact");
+    let (te, le) = (tight_evals(&tight), tight_evals(&loose));
+    assert!(te > 2 * le, "a tighter tolerance costs more: {te} vs {le}");
+}
+
+fn tight_evals(tr: &Trajectory) -> u64 {
+    let o = tr.outcome.as_ref().unwrap();
+    o.counts.iter().find(|(k, _)| *k == "rhs_evals").unwrap().1
+}
+
+#[test]
+fn the_loss_never_increases_along_smooth_flows() {
+    for act in ["tanh", "softplus", "linear"] {
+        for readout in [false, true] {
+            let text = format!(
+                "[task]\nd = 3\ndim = 12\n[network]\nactivations = [\"{act}\"]\nhidden = 24\n\
+                 train_readout = {readout}\nloss = \"mse\"\n"
+            );
+            let plan = plan(&text);
+            let times = repflow::trajectory::log_spaced_times(200.0, 40, 4.0);
+            let tr = flow_at(&plan, times, 1e-9, 1e-11);
+            assert_eq!(tr.outcome.as_ref().unwrap().reason, StopReason::Completed);
+            // Once the residuals are at the solver's own accuracy (rtol
+            // times the weights, ~1e-9 here), the MSE sits at its noise
+            // floor (~1e-18) and may wobble there; allow that, no more.
+            for w in tr.loss.windows(2) {
+                let slack = w[0] * 1e-12 + 1e-16;
+                assert!(
+                    w[1] <= w[0] + slack,
+                    "{act} readout={readout}: {:?}",
+                    tr.loss
+                );
+            }
+            assert!(
+                tr.loss.last().unwrap() < &(0.5 * tr.loss[0]),
+                "{act} learns"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_plain_relu_flow_ends_on_its_step_budget_with_a_clear_reason() {
+    let plan = plan("[network]\nactivations = [\"relu\"]\n");
+    let run = &plan.runs[0];
+    let c = (plan.task.inputs_view(), plan.task.targets_view());
+    let settings = FlowSettings {
+        solver: Solver::Dopri5,
+        rtol: 1e-8,
+        atol: 1e-10,
+        max_steps: 300,
+        save_times: vec![0.0, 1000.0],
+    };
+    let data = FlowData {
+        training: c,
+        conditions: c,
+    };
+    let tr = repflow::flow::smooth::integrate(
+        &run.model,
+        &run.init,
+        data,
+        &settings,
+        &AtomicBool::new(false),
+    );
+    let o = tr.outcome.unwrap();
+    assert_eq!(o.reason, StopReason::StepBudget);
+    assert!(o.t_reached > 0.0 && o.t_reached < 1000.0);
+    assert_eq!(
+        tr.t.last(),
+        Some(&o.t_reached),
+        "the state reached is saved"
+    );
+}

@@ -312,8 +312,9 @@ impl Model {
         let delta = MatMut::from_column_major_slice_mut(&mut ws.delta[..n * m], n, m);
         matmul(delta, Accum::Replace, j.transpose(), e, 1.0, Par::Seq);
         clear_upper_vector_state();
-        for (dl, &u) in ws.delta[..n * m].iter_mut().zip(&ws.u[..n * m]) {
-            *dl *= self.activation.slope(u);
+        let uh = ws.u[..n * m].iter().zip(&ws.h[..n * m]);
+        for (dl, (&u, &h)) in ws.delta[..n * m].iter_mut().zip(uh) {
+            *dl *= self.activation.slope_at(u, h);
         }
 
         // dW^T (D x N) = x delta^T / M; db = rowsum(delta) / M
@@ -366,8 +367,8 @@ impl Model {
 
 /// Clears the upper halves of the vector registers after faer's wide
 /// (AVX-512) kernels. Without it, the scalar libm calls that follow
-/// (`tanh`, `exp`) run on a false dependency on the dirty upper state and
-/// slow down by two orders of magnitude on this machine's processors.
+/// (`tanh`, `exp`) pay for the dirty upper state on some processors: on
+/// the development machine a Tanh SGD run took ten times as long.
 #[inline]
 fn clear_upper_vector_state() {
     #[cfg(target_arch = "x86_64")]

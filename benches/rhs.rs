@@ -1,0 +1,94 @@
+//! The flow's right-hand side and the SGD step against the matrix products
+//! they are made of.
+//!
+//! `rhs/<size>` is one evaluation of `-grad L` over the `P` conditions;
+//! `gemm/<size>` is a plain faer product of the same shape as its largest
+//! one (`N x D` by `D x M`), the floor the evaluation cannot beat.
+//! `sgd_step` is one mini-batch step of the study's protocol (batch 64,
+//! `D = 100`, `N = 128`).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
+use repflow::activation::Activation;
+use repflow::flow::integrator::VectorField;
+use repflow::flow::smooth::GradientField;
+use repflow::network::{Dims, Loss, Model, Params, Workspace};
+use repflow::seed;
+use rand_distr::{Distribution, StandardNormal};
+
+fn random(n: usize, s: &str) -> Vec<f64> {
+    let mut rng = seed::stream(1, s);
+    (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()
+}
+
+fn params(dims: Dims) -> Params {
+    let Dims { inputs: d, hidden: n, outputs: k } = dims;
+    let scale = |v: Vec<f64>, s: f64| v.into_iter().map(|x| x * s).collect();
+    Params {
+        dims,
+        w: scale(random(n * d, "w"), 1.0 / (d as f64).sqrt()),
+        b: scale(random(n, "b"), 0.1),
+        j: scale(random(k * n, "j"), 1.0 / (n as f64).sqrt()),
+        b_out: vec![0.0; k],
+    }
+}
+
+fn rhs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rhs");
+    for (d, n, m) in [(100, 128, 8), (100, 128, 64), (100, 512, 32), (100, 128, 5000)] {
+        let dims = Dims { inputs: d, hidden: n, outputs: 1 };
+        let p = params(dims);
+        let x = random(d * m, "x");
+        let y: Vec<f64> = (0..m).map(|i| (i % 2) as f64).collect();
+        let model = Model::new(Activation::Tanh, Loss::Bce, &p, false);
+        let xv = MatRef::from_column_major_slice(&x, d, m);
+        let yv = MatRef::from_column_major_slice(&y, 1, m);
+        let field = GradientField::new(&model, xv, yv);
+        let state = p.to_state(false);
+        let mut dy = vec![0.0; state.len()];
+        group.bench_function(format!("tanh/D{d}-N{n}-M{m}"), |b| {
+            b.iter(|| field.eval(black_box(&state), &mut dy))
+        });
+
+        let w = Mat::<f64>::from_fn(n, d, |i, j| p.w[i * d + j]);
+        let mut u = Mat::<f64>::zeros(n, m);
+        group.bench_function(format!("gemm/D{d}-N{n}-M{m}"), |b| {
+            b.iter(|| matmul(u.as_mut(), Accum::Replace, w.as_ref(), xv, 1.0, Par::Seq))
+        });
+    }
+    group.finish();
+}
+
+fn sgd_step(c: &mut Criterion) {
+    let dims = Dims { inputs: 100, hidden: 128, outputs: 1 };
+    let p = params(dims);
+    let x = random(100 * 64, "x");
+    let y: Vec<f64> = (0..64).map(|i| (i % 2) as f64).collect();
+    for act in [Activation::Tanh, Activation::Relu] {
+        let model = Model::new(act, Loss::Bce, &p, false);
+        let mut ws = Workspace::new(dims, 64);
+        let mut state = p.to_state(false);
+        let mut grad = vec![0.0; state.len()];
+        let xv = MatRef::from_column_major_slice(&x, 100, 64);
+        let yv = MatRef::from_column_major_slice(&y, 1, 64);
+        c.bench_function(&format!("sgd_step/{}", act.name()), |b| {
+            b.iter(|| {
+                model.loss_grad(&state, xv, yv, &mut ws, Some(&mut grad));
+                state.iter_mut().zip(&grad).for_each(|(s, g)| *s -= 1e-6 * g);
+            })
+        });
+    }
+}
+
+criterion_group! {
+    name = quick;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1));
+    targets = rhs, sgd_step
+}
+criterion_main!(quick);

@@ -111,10 +111,12 @@ pub(super) fn illinois(f: impl Fn(f64) -> f64, mut a: f64, mut b: f64, tol: f64)
 }
 
 /// Where the straight line through `(0, f0)` and `(1, f1)` with
-/// `f0 >= 0 > f1` crosses zero.
+/// `f0 >= 0 > f1` crosses zero (an end if the signs do not differ).
 pub(super) fn secant(f0: f64, f1: f64) -> f64 {
     if f0 <= 0.0 {
         0.0
+    } else if f1 >= 0.0 {
+        1.0
     } else {
         (f0 / (f0 - f1)).clamp(0.0, 1.0)
     }

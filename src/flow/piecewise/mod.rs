@@ -239,6 +239,12 @@ impl<'s, 'a> Run<'s, 'a> {
     /// and handles that event.
     fn segment(&mut self, t_end: f64) -> Result<(), StopReason> {
         let setup = self.setup;
+        if t_end - self.t < shortest(self.t) {
+            // Too short a stretch for a step; the state moves by less than
+            // the rounding of the time.
+            self.t = t_end;
+            return Ok(());
+        }
         self.project();
         let field = FrozenField::new(setup, &self.mode).ok_or_else(|| {
             StopReason::Failed(format!(
@@ -322,8 +328,8 @@ impl<'s, 'a> Run<'s, 'a> {
                 return Ok(b);
             }
             let frac = if bisect { 0.5 } else { s };
-            let t_e = a.t + frac * width;
-            if t_e <= a.t || t_e >= b.t {
+            let t_e = (a.t + frac * width).max(a.t + shortest(a.t));
+            if t_e >= b.t {
                 return Ok(b);
             }
             self.land(field, &a, t_e, &mut e, &mut scratch)?;
@@ -406,6 +412,12 @@ impl<'s, 'a> Run<'s, 'a> {
         }
         Ok(())
     }
+}
+
+/// The shortest stretch of time worth a solver step at time `t`: the
+/// solvers declare a step size underflow a little below it.
+fn shortest(t: f64) -> f64 {
+    1e3 * f64::EPSILON * t.abs().max(1.0)
 }
 
 /// Whether every event function triggered between `a` and `e` is a

@@ -124,7 +124,11 @@ pub(super) fn earliest(
     for slot in 0..b.margins.len() {
         let (ma, mb) = (a.margins[slot], b.margins[slot]);
         if mb < -setup.tol_alpha {
-            offer(secant(ma.max(0.0), mb), Lead::Release { slot });
+            // Aim past the tolerance, so that a coefficient which starts
+            // right at the end of its interval is released inside the
+            // step, not at its start.
+            let aim = 2.0 * setup.tol_alpha;
+            offer(secant(ma + aim, mb + aim), Lead::Release { slot });
         }
     }
     best

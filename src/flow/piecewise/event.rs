@@ -114,14 +114,10 @@ fn cross_far(
 /// Units with a sliding coefficient outside its interval.
 fn flag_released(setup: &Setup<'_>, mode: &Mode, snap: &Snapshot, flagged: &mut [bool]) {
     let mut slot = 0;
-    for i in 0..setup.n {
+    for (i, flag) in flagged.iter_mut().enumerate() {
         let count = mode.sliding_of(setup, i).len();
-        if snap.margins[slot..slot + count]
-            .iter()
-            .any(|&mg| mg < -setup.tol_alpha)
-        {
-            flagged[i] = true;
-        }
+        let margins = &snap.margins[slot..slot + count];
+        *flag |= margins.iter().any(|&mg| mg < -setup.tol_alpha);
         slot += count;
     }
 }
@@ -252,7 +248,10 @@ fn settle(
             })
             .unzip();
         let mut beta = vec![0.0; cand.len()];
-        let (status, _exact) = box_qp(&gram, &q, &lo, &hi, &mut beta);
+        let (status, exact) = box_qp(&gram, &q, &lo, &hi, &mut beta);
+        if !exact {
+            log::debug!("unit {i}: sliding coefficients from Gauss-Seidel alone");
+        }
 
         let mut with_beta = fixed.clone();
         for (b, &c) in beta.iter().zip(&points) {

@@ -15,9 +15,9 @@
 //! constrained convex quadratic programme, `min 1/2 beta^T G beta - M v0^T
 //! beta` over `beta_c` between `g_c * left` and `g_c * right`: an interior
 //! `beta_c` holds its point on the kink, a `beta_c` at a bound lets it go
-//! to the side of that bound's slope. This holds when `g_c (right - left)
-//! > 0`; points with the opposite sign cannot slide (both sides push them
-//! across) and are placed by their velocity instead.
+//! to the side of that bound's slope. This holds when the product
+//! `g_c (right - left)` is positive; points with the opposite sign cannot
+//! slide (both sides push them across) and are placed by their velocity.
 
 /// `G = L L^T` in place for a column-major `n x n` symmetric positive
 /// definite `a` (the lower triangle is read and overwritten). `false` if

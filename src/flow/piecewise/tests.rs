@@ -447,3 +447,50 @@ fn sliding_pairs_stay_on_their_kinks_and_the_loss_never_rises_to_t_1000() {
         tr.sliding[tr.sliding.len() - n..].iter().sum::<u32>()
     );
 }
+
+#[test]
+fn a_small_step_budget_ends_the_run_with_its_reason_and_last_state() {
+    let (task, init, model) = paper_net();
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let mut s = settings(1e-8, 1e-10, vec![0.0, 10.0, 1000.0]);
+    s.max_steps = 40;
+    let (tr, _) = run(&model, &init, x, y, &s);
+    let outcome = tr.outcome.as_ref().unwrap();
+    assert_eq!(outcome.reason, StopReason::StepBudget);
+    assert!(outcome.t_reached > 0.0 && outcome.t_reached < 10.0);
+    assert_eq!(*tr.t.last().unwrap(), outcome.t_reached);
+    assert_eq!(tr.sliding.len(), 128 * tr.len());
+}
+
+#[test]
+fn a_flow_on_noisy_samples_runs_through_its_events_with_falling_loss() {
+    let task = cube(CubeSpec {
+        d: 3,
+        k: 1,
+        alignment: 0.5 * max_alignment(3, 1),
+        dim: 20,
+        seed: 1,
+    });
+    let samples = task.samples(200, 1.0, &mut seed::stream(1, "samples"));
+    let dims = Dims {
+        inputs: 20,
+        hidden: 8,
+        outputs: 1,
+    };
+    let init = random_init(dims, 2);
+    let model = Model::new(Activation::Relu, Loss::Bce, &init, false);
+    let data = FlowData {
+        training: (samples.inputs_view(), samples.targets_view()),
+        conditions: (task.inputs_view(), task.targets_view()),
+    };
+    let times = crate::trajectory::log_spaced_times(20.0, 20, 3.0);
+    let s = settings(1e-8, 1e-10, times);
+    let (tr, drift) = run_flow(&model, &init, data, &s, &AtomicBool::new(false));
+    assert_eq!(tr.outcome.as_ref().unwrap().reason, StopReason::Completed);
+    assert!(drift.max_drift < 1e-10, "{:e}", drift.max_drift);
+    assert!(count(&tr, "events") > 10, "{:?}", tr.outcome);
+    for pair in tr.train_loss.windows(2) {
+        assert!(pair[1] <= pair[0] * (1.0 + 1e-9), "{pair:?}");
+    }
+    eprintln!("noisy samples: {:?}", tr.outcome);
+}

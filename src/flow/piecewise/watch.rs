@@ -50,9 +50,8 @@ impl Snapshot {
         self.t = t;
         self.y.copy_from_slice(y);
         setup.pre_activations(y, &mut self.u);
+        // The same affine map on the field value gives `dU/dt = dW X + db`.
         setup.pre_activations(f, &mut self.du);
-        // `f` carries `db` where the state carries `b`: subtracting nothing
-        // more is right, since `dU/dt = dW X + db`.
         self.margins.resize(field.sliding_pairs(), 0.0);
         field.margins_at(y, scratch_dy, &mut self.margins, evals);
     }

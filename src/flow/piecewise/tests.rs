@@ -315,25 +315,30 @@ fn check_against_gd(
     let (x, y) = (task.inputs_view(), task.targets_view());
     let (flow, _) = run(model, init, x, y, &settings(1e-10, 1e-12, vec![0.0, t]));
     assert_eq!(flow.outcome.as_ref().unwrap().reason, StopReason::Completed);
-    let len = model.state_len();
     let mut end = init.clone();
-    let (nw, nb) = (end.w.len(), end.b.len());
-    end.w.copy_from_slice(&flow.w[flow.w.len() - nw..]);
-    end.b.copy_from_slice(&flow.b[flow.b.len() - nb..]);
-    let theta = end.to_state(false);
-    assert_eq!(theta.len(), len);
+    let last = |all: &[f64], part: &mut Vec<f64>| {
+        let len = part.len();
+        part.copy_from_slice(&all[all.len() - len..]);
+    };
+    last(&flow.w, &mut end.w);
+    last(&flow.b, &mut end.b);
+    if model.trains_readout() {
+        last(&flow.j, &mut end.j);
+        last(&flow.b_out, &mut end.b_out);
+    }
+    let theta = end.to_state(model.trains_readout());
 
     let gd: Vec<Vec<f64>> = [1.0, 0.5, 0.25]
         .iter()
         .map(|f| gradient_descent(model, init, task, eta * f, t))
         .collect();
     let gaps: Vec<f64> = gd.iter().map(|g| relative_gap(g, &theta)).collect();
-    let rich: Vec<f64> = gd[2].iter().zip(&gd[1]).map(|(a, b)| 2.0 * a - b).collect();
-    eprintln!("gaps {gaps:?} richardson {:e}", relative_gap(&rich, &theta));
-    assert!(
-        gaps[1] < 0.7 * gaps[0] && gaps[2] < 0.7 * gaps[1],
-        "{gaps:?}"
-    );
+    eprintln!("GD gaps at eta, eta/2, eta/4: {gaps:?}");
+    // GD chatters across the kinks of sliding pairs, so the gap is linear
+    // in eta only on average: it falls at every halving, and by more than
+    // half over the two.
+    assert!(gaps[1] < gaps[0] && gaps[2] < gaps[1], "{gaps:?}");
+    assert!(gaps[2] < 0.5 * gaps[0], "{gaps:?}");
     let rich: Vec<f64> = gd[2].iter().zip(&gd[1]).map(|(a, b)| 2.0 * a - b).collect();
     let gap = relative_gap(&rich, &theta);
     assert!(gap < tol, "extrapolated gap {gap:e}, GD gaps {gaps:?}");
@@ -360,6 +365,12 @@ fn a_small_net_with_sliding_agrees_with_extrapolated_gradient_descent() {
     let model = Model::new(Activation::Relu, Loss::Bce, &init, false);
     let flow = check_against_gd(&task, &init, &model, 5.0, 0.002, 1e-4);
     assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
+
+    // With the readout trained as well: J's gradient sees only h, which
+    // is continuous across the kinks, so the same scheme applies.
+    let trained = Model::new(Activation::Relu, Loss::Bce, &init, true);
+    let flow = check_against_gd(&task, &init, &trained, 5.0, 0.002, 1e-4);
+    assert!(count(&flow, "events") > 0);
 }
 
 #[test]

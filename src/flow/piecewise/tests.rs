@@ -341,6 +341,7 @@ fn check_against_gd(
     assert!(gaps[2] < 0.5 * gaps[0], "{gaps:?}");
     let rich: Vec<f64> = gd[2].iter().zip(&gd[1]).map(|(a, b)| 2.0 * a - b).collect();
     let gap = relative_gap(&rich, &theta);
+    eprintln!("Richardson 2 GD(eta/4) - GD(eta/2) against the flow: {gap:e}");
     assert!(gap < tol, "extrapolated gap {gap:e}, GD gaps {gaps:?}");
     flow
 }
@@ -452,8 +453,9 @@ fn sliding_pairs_stay_on_their_kinks_and_the_loss_never_rises_to_t_1000() {
     }
     assert!(held > 0);
     eprintln!(
-        "paper net to t = 1000: {} events, {} rhs evals, {} sliding at the end",
+        "paper net to t = 1000: {} events, {} landings, {} rhs evals, {} sliding at the end",
         count(&tr, "events"),
+        count(&tr, "landings"),
         count(&tr, "rhs_evals"),
         tr.sliding[tr.sliding.len() - n..].iter().sum::<u32>()
     );

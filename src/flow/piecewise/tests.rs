@@ -208,14 +208,14 @@ fn a_hand_derived_sliding_episode_is_followed_from_arrival_to_release() {
         assert!((e.t - tr).abs() < 1e-8, "release {} vs {tr}", e.t);
     }
 
-    // The weights along the way: phase A, along the surface, and frozen.
-    let (u_end1, _) = (h.phase_b(tr), ());
+    // The weights along the way: phase A, along the surface, and frozen
+    // at u = (1, 0) after the release.
     let expect = [
         h.phase_a(0.0),
         h.phase_a(times[1]),
         h.phase_b(times[2]),
         h.phase_b(times[3]),
-        [1.0, u_end1[1]],
+        [1.0, 0.0],
     ];
     for (s, u) in expect.iter().enumerate() {
         let (w, b) = h.params(*u);

@@ -12,12 +12,12 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
+use rand_distr::{Distribution, StandardNormal};
 use repflow::activation::Activation;
 use repflow::flow::integrator::VectorField;
 use repflow::flow::smooth::GradientField;
 use repflow::network::{Dims, Loss, Model, Params, Workspace};
 use repflow::seed;
-use rand_distr::{Distribution, StandardNormal};
 
 fn random(n: usize, s: &str) -> Vec<f64> {
     let mut rng = seed::stream(1, s);
@@ -25,7 +25,11 @@ fn random(n: usize, s: &str) -> Vec<f64> {
 }
 
 fn params(dims: Dims) -> Params {
-    let Dims { inputs: d, hidden: n, outputs: k } = dims;
+    let Dims {
+        inputs: d,
+        hidden: n,
+        outputs: k,
+    } = dims;
     let scale = |v: Vec<f64>, s: f64| v.into_iter().map(|x| x * s).collect();
     Params {
         dims,
@@ -38,8 +42,17 @@ fn params(dims: Dims) -> Params {
 
 fn rhs(c: &mut Criterion) {
     let mut group = c.benchmark_group("rhs");
-    for (d, n, m) in [(100, 128, 8), (100, 128, 64), (100, 512, 32), (100, 128, 5000)] {
-        let dims = Dims { inputs: d, hidden: n, outputs: 1 };
+    for (d, n, m) in [
+        (100, 128, 8),
+        (100, 128, 64),
+        (100, 512, 32),
+        (100, 128, 5000),
+    ] {
+        let dims = Dims {
+            inputs: d,
+            hidden: n,
+            outputs: 1,
+        };
         let p = params(dims);
         let x = random(d * m, "x");
         let y: Vec<f64> = (0..m).map(|i| (i % 2) as f64).collect();
@@ -63,7 +76,11 @@ fn rhs(c: &mut Criterion) {
 }
 
 fn sgd_step(c: &mut Criterion) {
-    let dims = Dims { inputs: 100, hidden: 128, outputs: 1 };
+    let dims = Dims {
+        inputs: 100,
+        hidden: 128,
+        outputs: 1,
+    };
     let p = params(dims);
     let x = random(100 * 64, "x");
     let y: Vec<f64> = (0..64).map(|i| (i % 2) as f64).collect();
@@ -77,7 +94,10 @@ fn sgd_step(c: &mut Criterion) {
         c.bench_function(&format!("sgd_step/{}", act.name()), |b| {
             b.iter(|| {
                 model.loss_grad(&state, xv, yv, &mut ws, Some(&mut grad));
-                state.iter_mut().zip(&grad).for_each(|(s, g)| *s -= 1e-6 * g);
+                state
+                    .iter_mut()
+                    .zip(&grad)
+                    .for_each(|(s, g)| *s -= 1e-6 * g);
             })
         });
     }

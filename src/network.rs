@@ -194,6 +194,12 @@ impl Workspace {
     pub fn outputs(&self, m: usize, k: usize) -> &[f64] {
         &self.z[..k * m]
     }
+
+    /// The error signals `e = dl/dz` of the last call that computed a
+    /// loss, row-major `[M, K]`.
+    pub fn errors(&self, m: usize, k: usize) -> &[f64] {
+        &self.e[..k * m]
+    }
 }
 
 /// What the loss and gradient depend on besides the state.
@@ -284,6 +290,35 @@ impl Model {
         ws: &mut Workspace,
         grad: Option<&mut [f64]>,
     ) -> f64 {
+        self.loss_grad_with(state, x, y, ws, grad, None)
+    }
+
+    /// As [`Model::loss_grad`], but with `f'(u)` of every (data point,
+    /// unit) pair frozen at `slopes[c * N + i]` instead of read off the
+    /// activation: the gradient of one derivative pattern of a
+    /// piecewise-linear activation.
+    pub fn loss_grad_frozen(
+        &self,
+        state: &[f64],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        ws: &mut Workspace,
+        grad: &mut [f64],
+        slopes: &[f64],
+    ) -> f64 {
+        assert_eq!(slopes.len(), self.dims.hidden * x.ncols(), "slope pattern");
+        self.loss_grad_with(state, x, y, ws, Some(grad), Some(slopes))
+    }
+
+    fn loss_grad_with(
+        &self,
+        state: &[f64],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        ws: &mut Workspace,
+        grad: Option<&mut [f64]>,
+        slopes: Option<&[f64]>,
+    ) -> f64 {
         let Dims {
             inputs: d,
             hidden: n,
@@ -312,9 +347,18 @@ impl Model {
         let delta = MatMut::from_column_major_slice_mut(&mut ws.delta[..n * m], n, m);
         matmul(delta, Accum::Replace, j.transpose(), e, 1.0, Par::Seq);
         clear_upper_vector_state();
-        let uh = ws.u[..n * m].iter().zip(&ws.h[..n * m]);
-        for (dl, (&u, &h)) in ws.delta[..n * m].iter_mut().zip(uh) {
-            *dl *= self.activation.slope_at(u, h);
+        match slopes {
+            None => {
+                let uh = ws.u[..n * m].iter().zip(&ws.h[..n * m]);
+                for (dl, (&u, &h)) in ws.delta[..n * m].iter_mut().zip(uh) {
+                    *dl *= self.activation.slope_at(u, h);
+                }
+            }
+            Some(s) => {
+                for (dl, &s) in ws.delta[..n * m].iter_mut().zip(s) {
+                    *dl *= s;
+                }
+            }
         }
 
         // dW^T (D x N) = x delta^T / M; db = rowsum(delta) / M

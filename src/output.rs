@@ -216,10 +216,10 @@ fn run_group(
             "conditions"
         };
         f.set_attr("data", AttrValue::String(data.into()));
-        let kinks = if m.activation.is_smooth() {
-            "none"
-        } else {
-            tr_method(tr)
+        let kinks = match (m.activation.is_smooth(), fp.plain_kinks) {
+            (true, _) => "none",
+            (false, true) => "plain",
+            (false, false) => "events",
         };
         f.set_attr("kink_treatment", AttrValue::String(kinks.into()));
         g.add_group(f.finish());
@@ -238,16 +238,6 @@ fn run_group(
         g.add_group(s.finish());
     }
     g.finish()
-}
-
-/// Whether a piecewise flow located its kinks (it has recorded sliding
-/// counts) or ran on the plain solver.
-fn tr_method(tr: &Trajectory) -> &'static str {
-    if tr.sliding.is_empty() {
-        "plain"
-    } else {
-        "events"
-    }
 }
 
 #[derive(Clone, Copy)]

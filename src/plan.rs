@@ -76,6 +76,9 @@ pub struct FlowPlan {
     pub settings: FlowSettings,
     /// Integrate on the SGD training samples instead of the conditions.
     pub on_samples: bool,
+    /// Step over the kinks of piecewise-linear activations on the plain
+    /// solver path instead of locating them.
+    pub plain_kinks: bool,
 }
 
 /// The SGD part of the plan.
@@ -158,6 +161,7 @@ impl Plan {
                 save_times: save_times.clone(),
             },
             on_samples: f.data == "samples",
+            plain_kinks: f.kinks == "plain",
         });
 
         let g = &scenario.sgd;

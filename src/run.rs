@@ -210,8 +210,13 @@ fn run_one(
             training,
             conditions,
         };
+        let (model, init, settings) = (&spec.model, &spec.init, &fp.settings);
         let tr = guarded("flow", || {
-            flow::integrate(&spec.model, &spec.init, data, &fp.settings, interrupt)
+            if fp.plain_kinks {
+                flow::smooth::integrate(model, init, data, settings, interrupt)
+            } else {
+                flow::integrate(model, init, data, settings, interrupt)
+            }
         });
         report(&spec.name, "flow", &tr);
         result.flow = Some(tr);

@@ -250,6 +250,10 @@ pub struct FlowSection {
     pub data: String,
     /// Budget of solver steps for one run.
     pub max_steps: u64,
+    /// Piecewise-linear activations: `events` (located kinks, Filippov
+    /// sliding) or `plain` (the solver steps over the kinks, bounded by
+    /// `max_steps`; for comparison only).
+    pub kinks: String,
 }
 
 impl Default for FlowSection {
@@ -265,6 +269,7 @@ impl Default for FlowSection {
             times: None,
             data: "conditions".into(),
             max_steps: 100_000,
+            kinks: "events".into(),
         }
     }
 }
@@ -525,6 +530,7 @@ impl Scenario {
         check.at_least("flow", "saves", f.saves, 2, "2")?;
         check.positive("flow", "decades", f.decades)?;
         check.one_of("flow", "data", &f.data, &["conditions", "samples"])?;
+        check.one_of("flow", "kinks", &f.kinks, &["events", "plain"])?;
         check.at_least("flow", "max_steps", f.max_steps as usize, 1, "1")?;
         if let Some(times) = &f.times {
             let ok = times.len() >= 2

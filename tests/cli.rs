@@ -17,7 +17,7 @@ fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-const SMALL: &str = "[task]\nd = 3\ndim = 10\n[network]\nhidden = 16\nactivations = [\"tanh\", \"softplus\"]\n\
+const SMALL: &str = "[task]\nd = 3\ndim = 10\n[network]\nhidden = 16\nactivations = [\"tanh\", \"relu\"]\n\
                      [flow]\nt_end = 20.0\nsaves = 8\n\
                      [sgd]\nsamples = 128\nbatch = 16\nepochs = 8\n\
                      [seeds]\nnetworks = [0, 1]\n";
@@ -90,7 +90,7 @@ fn a_small_scenario_runs_end_to_end_and_reads_back() {
     assert_eq!(ds["/task/inputs"].0, vec![8, 10]);
     assert_eq!(ds["/task/targets"].0, vec![8, 1]);
     assert_eq!(ds["/task/latents"].0, vec![8, 3]);
-    for run in ["tanh-s0", "tanh-s1", "softplus-s0", "softplus-s1"] {
+    for run in ["tanh-s0", "tanh-s1", "relu-s0", "relu-s1"] {
         assert_eq!(ds[&format!("/runs/{run}/init/W")].0, vec![16, 10]);
         assert_eq!(ds[&format!("/runs/{run}/init/J")].0, vec![1, 16]);
         let t = ds[&format!("/runs/{run}/flow/t")].0[0];
@@ -101,7 +101,7 @@ fn a_small_scenario_runs_end_to_end_and_reads_back() {
         assert_eq!(ds[&format!("/runs/{run}/sgd/b")].0, vec![ts, 16]);
     }
     // Tanh and ReLU of one seed start from the same weights.
-    assert_eq!(ds["/runs/tanh-s0/init/W"], ds["/runs/softplus-s0/init/W"]);
+    assert_eq!(ds["/runs/tanh-s0/init/W"], ds["/runs/relu-s0/init/W"]);
     assert_ne!(ds["/runs/tanh-s0/init/W"], ds["/runs/tanh-s1/init/W"]);
     // The flow starts at the initial weights.
     let w0 = &ds["/runs/tanh-s0/flow/W"].1[..160];
@@ -275,7 +275,7 @@ fn an_interrupted_run_leaves_a_readable_file_that_says_how_far_it_got() {
 #[test]
 fn a_run_that_stops_early_exits_3_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let text = "[network]\nactivations = [\"relu\"]\n[flow]\nmax_steps = 50\n\
+    let text = "[network]\nactivations = [\"relu\"]\n[flow]\nmax_steps = 50\nkinks = \"plain\"\n\
                 [sgd]\nenabled = false\n";
     let s = scenario(dir.path(), "budget.toml", text);
     let out = dir.path().join("budget.h5");

@@ -2,10 +2,12 @@
 //!
 //! [`integrator`] drives the adaptive Runge-Kutta solvers; [`smooth`]
 //! integrates flows whose right-hand side is smooth (tanh, softplus,
-//! linear) and, bounded by a step budget, any other. [`integrate`] picks
-//! the path for a model.
+//! linear) and, bounded by a step budget, any other; [`piecewise`]
+//! integrates the ReLU family event by event, with Filippov sliding.
+//! [`integrate`] picks the path for a model.
 
 pub mod integrator;
+pub mod piecewise;
 pub mod smooth;
 
 use std::sync::atomic::AtomicBool;
@@ -23,5 +25,9 @@ pub fn integrate(
     settings: &FlowSettings,
     interrupt: &AtomicBool,
 ) -> Trajectory {
-    smooth::integrate(model, init, data, settings, interrupt)
+    if model.activation.is_smooth() {
+        smooth::integrate(model, init, data, settings, interrupt)
+    } else {
+        piecewise::integrate(model, init, data, settings, interrupt)
+    }
 }

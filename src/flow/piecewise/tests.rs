@@ -1,0 +1,512 @@
+//! Tests of the piecewise-smooth flow against a hand-derived sliding
+//! solution, against gradient descent extrapolated to zero step, and of
+//! its invariants.
+
+use std::sync::atomic::AtomicBool;
+
+use faer::MatRef;
+use rand_distr::{Distribution, Normal};
+
+use super::*;
+use crate::activation::Activation;
+use crate::flow::integrator::Solver;
+use crate::network::{Dims, Loss, Workspace};
+use crate::seed;
+use crate::task::Task;
+use crate::task::cube::{CubeSpec, Spectrum, cube, max_alignment};
+
+fn settings(rtol: f64, atol: f64, save_times: Vec<f64>) -> FlowSettings {
+    FlowSettings {
+        solver: Solver::Dop853,
+        rtol,
+        atol,
+        max_steps: 2_000_000,
+        save_times,
+    }
+}
+
+fn run(
+    model: &Model,
+    init: &Params,
+    x: MatRef<'_, f64>,
+    y: MatRef<'_, f64>,
+    s: &FlowSettings,
+) -> (Trajectory, Diagnostics) {
+    let data = FlowData {
+        training: (x, y),
+        conditions: (x, y),
+    };
+    run_flow(model, init, data, s, &AtomicBool::new(false))
+}
+
+fn count(tr: &Trajectory, name: &str) -> u64 {
+    let counts = &tr.outcome.as_ref().unwrap().counts;
+    counts.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+/// The two-condition problem of the first test: one bounded-ReLU unit
+/// (`ub = 1`), `D = 1`, readout frozen at `J = 1`, `b_out = 0`, MSE.
+///
+/// Conditions `x_1 = 1`, `y_1 = 2` and `x_2 = -0.8`, `y_2 = -1`, from
+/// `u(0) = (0.05, 0.3)`. Write `G` for the Gram matrix of `(x_c, 1)`:
+/// `[[2, 0.2], [0.2, 1.64]]`. With `e_c = z_c - y_c` and `s_c = f'(u_c)`,
+/// `du/dt = -(1/2) G (s * e)`.
+///
+/// Phase A (both on the middle piece, `h = u`): `du/dt = -(1/2) G (u - y)`,
+/// so `u(t) = y + exp(-G t / 2) (u(0) - y)`; `u_2` falls and reaches the
+/// kink 0 at `t_a` (`u_2(t_a) = 0`), with `u_1(t_a)` about 0.68 < 1.
+///
+/// Phase B (pair 2 held at 0): its coefficient `beta_2 = e_2 alpha_2`
+/// must cancel condition 1's push, `G_21 e_1 + G_22 beta_2 = 0`, so
+/// `alpha_2 = -e_1 G_12 / (G_22 e_2)` with `e_2 = 0 - y_2 = 1`, which is
+/// in `(0, 1)` (sliding, not crossing). Then `du_1/dt = -(1/2) kappa e_1`
+/// with `kappa = G_11 - G_12^2 / G_22 = (x_1 - x_2)^2 / (x_2^2 + 1)`:
+/// `u_1(t) = 2 - (2 - u_1(t_a)) exp(-kappa (t - t_a) / 2)`, `u_2 = 0`.
+///
+/// Release: `u_1` reaches the upper kink 1 at
+/// `t_r = t_a + (2 / kappa) ln((2 - u_1(t_a)) / (2 - 1))`. There the
+/// unit's pairs are re-decided together: pair 1 goes onto the saturated
+/// piece (slope 0, its own field no longer pushes it), so nothing drives
+/// pair 2 any more, its coefficient drops to 0, the end of its interval,
+/// and it leaves the kink. The field vanishes: the state is fixed after.
+struct Handmade {
+    x: [f64; 2],
+    y: [f64; 2],
+    u0: [f64; 2],
+}
+
+const HAND: Handmade = Handmade {
+    x: [1.0, -0.8],
+    y: [2.0, -1.0],
+    u0: [0.05, 0.3],
+};
+
+impl Handmade {
+    fn gram(&self) -> [[f64; 2]; 2] {
+        let [a, b] = self.x;
+        [[a * a + 1.0, a * b + 1.0], [a * b + 1.0, b * b + 1.0]]
+    }
+
+    /// `(w, b)` from the pre-activations of the two conditions.
+    fn params(&self, u: [f64; 2]) -> (f64, f64) {
+        let w = (u[0] - u[1]) / (self.x[0] - self.x[1]);
+        (w, u[0] - w * self.x[0])
+    }
+
+    /// Phase A: `y + V exp(-Lambda t / 2) V^T (u0 - y)`, from the
+    /// eigenvectors of the symmetric 2 x 2 Gram matrix.
+    fn phase_a(&self, t: f64) -> [f64; 2] {
+        let g = self.gram();
+        let (p, q, r) = (g[0][0], g[0][1], g[1][1]);
+        let mean = 0.5 * (p + r);
+        let rad = (0.25 * (p - r) * (p - r) + q * q).sqrt();
+        let mut out = self.y;
+        for lam in [mean + rad, mean - rad] {
+            let v = [q, lam - p];
+            let norm = (v[0] * v[0] + v[1] * v[1]).sqrt();
+            let v = [v[0] / norm, v[1] / norm];
+            let d = [self.u0[0] - self.y[0], self.u0[1] - self.y[1]];
+            let coef = (v[0] * d[0] + v[1] * d[1]) * (-0.5 * lam * t).exp();
+            out[0] += coef * v[0];
+            out[1] += coef * v[1];
+        }
+        out
+    }
+
+    /// `t_a`, where `u_2` reaches 0, by bisection on the closed form.
+    fn arrival(&self) -> f64 {
+        let (mut lo, mut hi) = (0.0, 5.0);
+        while hi - lo > 1e-15 {
+            let mid = 0.5 * (lo + hi);
+            if self.phase_a(mid)[1] > 0.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+
+    fn kappa(&self) -> f64 {
+        let [a, b] = self.x;
+        (a - b) * (a - b) / (b * b + 1.0)
+    }
+
+    /// Phase B: `u` at `t >= t_a`, until the release.
+    fn phase_b(&self, t: f64) -> [f64; 2] {
+        let ta = self.arrival();
+        let u1a = self.phase_a(ta)[0];
+        let y1 = self.y[0];
+        [
+            y1 - (y1 - u1a) * (-0.5 * self.kappa() * (t - ta)).exp(),
+            0.0,
+        ]
+    }
+
+    fn release(&self) -> f64 {
+        let ta = self.arrival();
+        let u1a = self.phase_a(ta)[0];
+        ta + 2.0 / self.kappa() * ((self.y[0] - u1a) / (self.y[0] - 1.0)).ln()
+    }
+}
+
+#[test]
+fn a_hand_derived_sliding_episode_is_followed_from_arrival_to_release() {
+    let h = HAND;
+    let (ta, tr) = (h.arrival(), h.release());
+    assert!(ta > 0.2 && tr > ta + 0.1 && tr < 2.0, "{ta} {tr}");
+    let (w0, b0) = h.params(h.u0);
+    let dims = Dims {
+        inputs: 1,
+        hidden: 1,
+        outputs: 1,
+    };
+    let init = Params {
+        dims,
+        w: vec![w0],
+        b: vec![b0],
+        j: vec![1.0],
+        b_out: vec![0.0],
+    };
+    let act = Activation::BoundedRelu { ub: 1.0 };
+    let model = Model::new(act, Loss::Mse, &init, false);
+    let (x, y) = (h.x, h.y);
+    let xm = MatRef::from_column_major_slice(&x, 1, 2);
+    let ym = MatRef::from_column_major_slice(&y, 1, 2);
+    let times = vec![
+        0.0,
+        0.5 * ta,
+        ta + 0.3 * (tr - ta),
+        ta + 0.9 * (tr - ta),
+        3.0,
+    ];
+    let (tr_, _) = run(
+        &model,
+        &init,
+        xm,
+        ym,
+        &settings(1e-12, 1e-14, times.clone()),
+    );
+    assert_eq!(tr_.outcome.as_ref().unwrap().reason, StopReason::Completed);
+
+    // Arrival of condition 1 (index 1) on kink 0, then the release of it
+    // and the crossing of condition 0 into saturation at the same time.
+    let ev = &tr_.events;
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    assert_eq!(
+        (ev[0].point, ev[0].kink, ev[0].kind),
+        (1, 0, EventKind::StartSliding)
+    );
+    assert!((ev[0].t - ta).abs() < 1e-9, "arrival {} vs {ta}", ev[0].t);
+    let at_release: Vec<_> = ev[1..].iter().map(|e| (e.point, e.kink, e.kind)).collect();
+    assert!(at_release.contains(&(0, 1, EventKind::CrossUp)), "{ev:?}");
+    assert!(
+        at_release.contains(&(1, 0, EventKind::LeaveSliding)),
+        "{ev:?}"
+    );
+    for e in &ev[1..] {
+        assert!((e.t - tr).abs() < 1e-8, "release {} vs {tr}", e.t);
+    }
+
+    // The weights along the way: phase A, along the surface, and frozen
+    // at u = (1, 0) after the release.
+    let expect = [
+        h.phase_a(0.0),
+        h.phase_a(times[1]),
+        h.phase_b(times[2]),
+        h.phase_b(times[3]),
+        [1.0, 0.0],
+    ];
+    for (s, u) in expect.iter().enumerate() {
+        let (w, b) = h.params(*u);
+        assert!(
+            (tr_.w[s] - w).abs() < 1e-8,
+            "w at {}: {} vs {w}",
+            times[s],
+            tr_.w[s]
+        );
+        assert!(
+            (tr_.b[s] - b).abs() < 1e-8,
+            "b at {}: {} vs {b}",
+            times[s],
+            tr_.b[s]
+        );
+    }
+    assert_eq!(tr_.sliding, vec![0, 0, 1, 1, 0]);
+    assert_eq!(count(&tr_, "sliding_episodes"), 1);
+}
+
+/// The paper-size cube net: `d = 3`, `k = 1`, `c = c_max / 2`, `D = 100`,
+/// `N = 128`, BCE, readout frozen, `W, b ~ N(0, 1/D)`, `J, b_out ~
+/// N(0, 1/N)`.
+pub(super) fn paper_net() -> (Task, Params, Model) {
+    let task = cube(CubeSpec {
+        d: 3,
+        k: 1,
+        alignment: 0.5 * max_alignment(3, 1),
+        dim: 100,
+        seed: 0,
+        spectrum: Spectrum::Deterministic,
+    });
+    let dims = Dims {
+        inputs: 100,
+        hidden: 128,
+        outputs: 1,
+    };
+    let init = random_init(dims, 0);
+    let model = Model::new(Activation::Relu, Loss::Bce, &init, false);
+    (task, init, model)
+}
+
+fn random_init(dims: Dims, seed_value: u64) -> Params {
+    let mut rng = seed::stream(seed_value, "init");
+    let (d, n, k) = (dims.inputs, dims.hidden, dims.outputs);
+    let first = Normal::new(0.0, (1.0 / d as f64).sqrt()).unwrap();
+    let second = Normal::new(0.0, (1.0 / n as f64).sqrt()).unwrap();
+    let mut draw = |dist: &Normal<f64>, count: usize| -> Vec<f64> {
+        (0..count).map(|_| dist.sample(&mut rng)).collect()
+    };
+    Params {
+        dims,
+        w: draw(&first, n * d),
+        b: draw(&first, n),
+        j: draw(&second, k * n),
+        b_out: draw(&second, k),
+    }
+}
+
+/// Full-batch gradient descent to time `t` with step `eta`.
+fn gradient_descent(
+    model: &Model,
+    init: &Params,
+    task: &Task,
+    eta: f64,
+    t: f64,
+) -> Vec<f64> {
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let mut ws = Workspace::new(model.dims, x.ncols());
+    let mut state = init.to_state(model.trains_readout());
+    let mut grad = vec![0.0; state.len()];
+    let steps = (t / eta).round() as usize;
+    assert!((steps as f64 * eta - t).abs() < 1e-9 * t);
+    for _ in 0..steps {
+        model.loss_grad(&state, x, y, &mut ws, Some(&mut grad));
+        state.iter_mut().zip(&grad).for_each(|(s, g)| *s -= eta * g);
+    }
+    state
+}
+
+fn relative_gap(a: &[f64], b: &[f64]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let size: f64 = b.iter().map(|x| x * x).sum();
+    (diff / size).sqrt()
+}
+
+/// The flow at `t` against GD at `eta`, `eta/2`, `eta/4`: the gaps shrink
+/// about linearly and the Richardson extrapolation `2 GD(eta/4) -
+/// GD(eta/2)` agrees with the flow to `tol`. Returns the flow's trajectory.
+fn check_against_gd(
+    task: &Task,
+    init: &Params,
+    model: &Model,
+    t: f64,
+    eta: f64,
+    tol: f64,
+) -> Trajectory {
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let (flow, _) = run(model, init, x, y, &settings(1e-10, 1e-12, vec![0.0, t]));
+    assert_eq!(flow.outcome.as_ref().unwrap().reason, StopReason::Completed);
+    let mut end = init.clone();
+    let last = |all: &[f64], part: &mut Vec<f64>| {
+        let len = part.len();
+        part.copy_from_slice(&all[all.len() - len..]);
+    };
+    last(&flow.w, &mut end.w);
+    last(&flow.b, &mut end.b);
+    if model.trains_readout() {
+        last(&flow.j, &mut end.j);
+        last(&flow.b_out, &mut end.b_out);
+    }
+    let theta = end.to_state(model.trains_readout());
+
+    let gd: Vec<Vec<f64>> = [1.0, 0.5, 0.25]
+        .iter()
+        .map(|f| gradient_descent(model, init, task, eta * f, t))
+        .collect();
+    let gaps: Vec<f64> = gd.iter().map(|g| relative_gap(g, &theta)).collect();
+    eprintln!("GD gaps at eta, eta/2, eta/4: {gaps:?}");
+    // GD chatters across the kinks of sliding pairs, so the gap is linear
+    // in eta only on average: it falls at every halving, and by more than
+    // half over the two.
+    assert!(gaps[1] < gaps[0] && gaps[2] < gaps[1], "{gaps:?}");
+    assert!(gaps[2] < 0.5 * gaps[0], "{gaps:?}");
+    let rich: Vec<f64> = gd[2].iter().zip(&gd[1]).map(|(a, b)| 2.0 * a - b).collect();
+    let gap = relative_gap(&rich, &theta);
+    eprintln!("Richardson 2 GD(eta/4) - GD(eta/2) against the flow: {gap:e}");
+    assert!(gap < tol, "extrapolated gap {gap:e}, GD gaps {gaps:?}");
+    flow
+}
+
+#[test]
+fn a_small_net_with_sliding_agrees_with_extrapolated_gradient_descent() {
+    // Four conditions in D = 5, N = 6 units, BCE: small enough that some
+    // units hold conditions on the kink for a while.
+    let task = cube(CubeSpec {
+        d: 2,
+        k: 1,
+        alignment: 0.5 * max_alignment(2, 1),
+        dim: 5,
+        seed: 3,
+        spectrum: Spectrum::Deterministic,
+    });
+    let dims = Dims {
+        inputs: 5,
+        hidden: 6,
+        outputs: 1,
+    };
+    let init = random_init(dims, 7);
+    let model = Model::new(Activation::Relu, Loss::Bce, &init, false);
+    let flow = check_against_gd(&task, &init, &model, 5.0, 0.002, 1e-4);
+    assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
+
+    // With the readout trained as well: J's gradient sees only h, which
+    // is continuous across the kinks, so the same scheme applies.
+    let trained = Model::new(Activation::Relu, Loss::Bce, &init, true);
+    let flow = check_against_gd(&task, &init, &trained, 5.0, 0.002, 1e-4);
+    assert!(count(&flow, "events") > 0);
+}
+
+#[test]
+fn the_paper_size_cube_net_agrees_with_extrapolated_gradient_descent() {
+    let (task, init, model) = paper_net();
+    let flow = check_against_gd(&task, &init, &model, 20.0, 0.005, 1e-4);
+    let sliding: u32 = flow.sliding[flow.sliding.len() - 128..].iter().sum();
+    eprintln!(
+        "paper net to t = 20: {} events, {} rhs evals, {sliding} sliding pairs",
+        count(&flow, "events"),
+        count(&flow, "rhs_evals")
+    );
+    assert!(count(&flow, "events") > 20 && sliding > 5);
+}
+
+#[test]
+fn the_same_input_gives_the_same_events_bit_for_bit() {
+    let (task, init, model) = paper_net();
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let s = settings(1e-8, 1e-10, vec![0.0, 1.0, 5.0]);
+    let (a, _) = run(&model, &init, x, y, &s);
+    let (b, _) = run(&model, &init, x, y, &s);
+    assert!(!a.events.is_empty());
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.w, b.w);
+    assert_eq!(a.sliding, b.sliding);
+}
+
+#[test]
+fn sliding_pairs_stay_on_their_kinks_and_the_loss_never_rises_to_t_1000() {
+    let (task, init, model) = paper_net();
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let atol = 1e-10;
+    let times = crate::trajectory::log_spaced_times(1000.0, 60, 4.0);
+    let (first, drift) = run(&model, &init, x, y, &settings(1e-8, atol, times.clone()));
+    assert_eq!(
+        first.outcome.as_ref().unwrap().reason,
+        StopReason::Completed
+    );
+    assert!(drift.max_drift < atol, "drift {:e}", drift.max_drift);
+
+    // The same flow saved at every event time as well: the loss falls.
+    let mut at_events: Vec<f64> = first.events.iter().map(|e| e.t).collect();
+    at_events.extend(&times);
+    at_events.sort_by(f64::total_cmp);
+    at_events.dedup();
+    let (tr, drift) = run(&model, &init, x, y, &settings(1e-8, atol, at_events));
+    assert_eq!(tr.outcome.as_ref().unwrap().reason, StopReason::Completed);
+    assert!(drift.max_drift < atol, "drift {:e}", drift.max_drift);
+    for (s, pair) in tr.loss.windows(2).enumerate() {
+        let slack = 1e-9 * pair[0];
+        assert!(
+            pair[1] <= pair[0] + slack,
+            "loss rose at t = {}: {pair:?}",
+            tr.t[s + 1]
+        );
+    }
+
+    // At every saved time of the first run (none of them an event) the
+    // units' sliding counts are exactly the pairs whose pre-activation sits
+    // on the kink.
+    let tr = first;
+    let (n, d, p) = (128, 100, task.conditions());
+    let mut held = 0;
+    for s in 0..tr.len() {
+        for i in 0..n {
+            let w = &tr.w[(s * n + i) * d..(s * n + i + 1) * d];
+            let b = tr.b[s * n + i];
+            let on = (0..p)
+                .filter(|&c| {
+                    let x = &task.inputs[c * d..(c + 1) * d];
+                    let u: f64 = w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>() + b;
+                    u.abs() < atol
+                })
+                .count() as u32;
+            assert_eq!(on, tr.sliding[s * n + i], "unit {i} at t = {}", tr.t[s]);
+            held += on;
+        }
+    }
+    assert!(held > 0);
+    eprintln!(
+        "paper net to t = 1000: {} events, {} landings, {} rhs evals, {} sliding at the end",
+        count(&tr, "events"),
+        count(&tr, "landings"),
+        count(&tr, "rhs_evals"),
+        tr.sliding[tr.sliding.len() - n..].iter().sum::<u32>()
+    );
+}
+
+#[test]
+fn a_small_step_budget_ends_the_run_with_its_reason_and_last_state() {
+    let (task, init, model) = paper_net();
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let mut s = settings(1e-8, 1e-10, vec![0.0, 10.0, 1000.0]);
+    s.max_steps = 40;
+    let (tr, _) = run(&model, &init, x, y, &s);
+    let outcome = tr.outcome.as_ref().unwrap();
+    assert_eq!(outcome.reason, StopReason::StepBudget);
+    assert!(outcome.t_reached > 0.0 && outcome.t_reached < 10.0);
+    assert_eq!(*tr.t.last().unwrap(), outcome.t_reached);
+    assert_eq!(tr.sliding.len(), 128 * tr.len());
+}
+
+#[test]
+fn a_flow_on_noisy_samples_runs_through_its_events_with_falling_loss() {
+    let task = cube(CubeSpec {
+        d: 3,
+        k: 1,
+        alignment: 0.5 * max_alignment(3, 1),
+        dim: 20,
+        seed: 1,
+        spectrum: Spectrum::Deterministic,
+    });
+    let samples = task.samples(200, 1.0, &mut seed::stream(1, "samples"));
+    let dims = Dims {
+        inputs: 20,
+        hidden: 8,
+        outputs: 1,
+    };
+    let init = random_init(dims, 2);
+    let model = Model::new(Activation::Relu, Loss::Bce, &init, false);
+    let data = FlowData {
+        training: (samples.inputs_view(), samples.targets_view()),
+        conditions: (task.inputs_view(), task.targets_view()),
+    };
+    let times = crate::trajectory::log_spaced_times(20.0, 20, 3.0);
+    let s = settings(1e-8, 1e-10, times);
+    let (tr, drift) = run_flow(&model, &init, data, &s, &AtomicBool::new(false));
+    assert_eq!(tr.outcome.as_ref().unwrap().reason, StopReason::Completed);
+    assert!(drift.max_drift < 1e-10, "{:e}", drift.max_drift);
+    assert!(count(&tr, "events") > 10, "{:?}", tr.outcome);
+    for pair in tr.train_loss.windows(2) {
+        assert!(pair[1] <= pair[0] * (1.0 + 1e-9), "{pair:?}");
+    }
+    eprintln!("noisy samples: {:?}", tr.outcome);
+}

@@ -16,7 +16,7 @@ use repflow::flow::{piecewise, smooth};
 use repflow::network::{Dims, Loss, Model, Params};
 use repflow::seed;
 use repflow::task::Task;
-use repflow::task::cube::{CubeSpec, cube, max_alignment};
+use repflow::task::cube::{CubeSpec, Spectrum, cube, max_alignment};
 use repflow::trajectory::Trajectory;
 
 fn paper_net() -> (Task, Params, Model) {
@@ -26,6 +26,7 @@ fn paper_net() -> (Task, Params, Model) {
         alignment: 0.5 * max_alignment(3, 1),
         dim: 100,
         seed: 0,
+        spectrum: Spectrum::Deterministic,
     });
     let dims = Dims {
         inputs: 100,

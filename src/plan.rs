@@ -425,6 +425,15 @@ mod tests {
     }
 
     #[test]
+    fn the_geometry_section_resolves_to_settings_in_radians() {
+        let p = plan("[geometry]\nevery = 3\ncluster_angle = 90\nfield = true\n");
+        let g = p.geometry.unwrap();
+        assert_eq!((g.every, g.field), (3, true));
+        assert!((g.cluster_angle - std::f64::consts::FRAC_PI_2).abs() < 1e-15);
+        assert!(plan("[geometry]\nenabled = false\n").geometry.is_none());
+    }
+
+    #[test]
     fn a_missing_task_file_names_the_key() {
         let src = Source {
             file: "t.toml".into(),

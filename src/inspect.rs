@@ -291,3 +291,60 @@ impl fmt::Display for Summary {
 fn short(key: &str) -> &str {
     if key == "rhs_evals" { "evals" } else { key }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::geometry::alignment::{input_alignment, target_alignment};
+    use crate::plan::Plan;
+    use crate::run::{RunOptions, execute};
+    use crate::scenario::{Scenario, Source};
+
+    #[test]
+    fn the_summary_shows_the_alignments_of_the_stored_hidden_responses() {
+        let src = Source {
+            file: "t.toml".into(),
+            text: "[network]\nactivations = [\"tanh\"]\nhidden = 8\n\
+                   [flow]\nt_end = 5.0\nsaves = 4\n[sgd]\nsamples = 64\n\
+                   [geometry]\nevery = 2\nshattering = false\n"
+                .into(),
+        };
+        let plan = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.h5");
+        let opts = RunOptions {
+            threads: 1,
+            ..RunOptions::default()
+        };
+        execute(&plan, &path, &opts, &AtomicBool::new(false)).unwrap();
+
+        let summary = summarise(&path).unwrap();
+        let file = File::open(&path).unwrap();
+        let task = &plan.task;
+        let p = task.conditions();
+        for t in &summary.runs[0].trajectories {
+            let hidden = file
+                .dataset(&format!("runs/tanh-s0/{}/hidden", t.kind))
+                .unwrap()
+                .read_f64()
+                .unwrap();
+            let last = &hidden[hidden.len() - p * 8..];
+            let ay = target_alignment(last, &task.targets, p);
+            let ax = input_alignment(last, &task.inputs, p);
+            assert!((t.final_target_alignment - ay).abs() < 1e-12, "{}", t.kind);
+            assert!((t.final_input_alignment - ax).abs() < 1e-12, "{}", t.kind);
+            assert!((-1.0..=1.0).contains(&t.final_parallelism), "{t:?}");
+        }
+        assert_eq!(summary.runs[0].trajectories.len(), 2);
+        assert!(summary.to_string().contains("a_y"));
+
+        // One seed: the group's averaged kernel is the run's own.
+        let read = |name: &str| file.dataset(name).unwrap().read_f64().unwrap();
+        let group = read("groups/tanh/flow/target_alignment");
+        let own = read("runs/tanh-s0/flow/geometry/target_alignment");
+        assert_eq!(group.len(), 3);
+        assert!(group.iter().zip(&own).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+}

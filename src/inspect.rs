@@ -3,7 +3,9 @@
 //! [`summarise`] reads what `repflow inspect` prints: the file's status,
 //! the task's attributes, and per run and per trajectory (flow, SGD) the
 //! stop reason, the time reached, the work done and the final loss and
-//! accuracy on the noise-free conditions.
+//! accuracy on the noise-free conditions, and, when the trajectory has a
+//! `geometry` group, its final target alignment, input alignment and
+//! parallelism score.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -41,6 +43,14 @@ pub struct TrajectorySummary {
     pub final_accuracy: f64,
     /// Integer attributes: counts of work done.
     pub counts: Vec<(String, i64)>,
+    /// Target alignment at the last measured time (`NaN` without a
+    /// `geometry` group).
+    pub final_target_alignment: f64,
+    /// Input alignment at the last measured time.
+    pub final_input_alignment: f64,
+    /// Parallelism score (maximised over pairings) of the first task
+    /// dichotomy, the first target, at the last measured time.
+    pub final_parallelism: f64,
 }
 
 /// One run, as stored.
@@ -143,6 +153,7 @@ fn run_summary(name: &str, g: &Group) -> Result<RunSummary, hdf5_pure::Error> {
             })
             .collect();
         counts.sort();
+        let [ay, ax, ps] = final_geometry(&tg)?;
         trajectories.push(TrajectorySummary {
             kind: kind.into(),
             stop_reason: text(&ta, "stop_reason"),
@@ -154,6 +165,9 @@ fn run_summary(name: &str, g: &Group) -> Result<RunSummary, hdf5_pure::Error> {
             final_loss: loss,
             final_accuracy: acc,
             counts,
+            final_target_alignment: ay,
+            final_input_alignment: ax,
+            final_parallelism: ps,
         });
     }
     Ok(RunSummary {
@@ -163,6 +177,30 @@ fn run_summary(name: &str, g: &Group) -> Result<RunSummary, hdf5_pure::Error> {
         status: text(&attrs, "status"),
         trajectories,
     })
+}
+
+/// Target alignment, input alignment and the first dichotomy's PS at
+/// the last measured time of a trajectory's `geometry` group, or `NaN`s.
+fn final_geometry(tg: &Group) -> Result<[f64; 3], hdf5_pure::Error> {
+    if !tg.groups()?.iter().any(|c| c == "geometry") {
+        return Ok([f64::NAN; 3]);
+    }
+    let g = tg.group("geometry")?;
+    let last = |name: &str| -> Result<f64, hdf5_pure::Error> {
+        Ok(*g.dataset(name)?.read_f64()?.last().unwrap_or(&f64::NAN))
+    };
+    let ps = g.dataset("parallelism_max")?;
+    let width = ps.shape()?.get(1).copied().unwrap_or(0) as usize;
+    let values = ps.read_f64()?;
+    let first_of_last = match values.len().checked_sub(width) {
+        Some(i) if width > 0 => values[i],
+        _ => f64::NAN,
+    };
+    Ok([
+        last("target_alignment")?,
+        last("input_alignment")?,
+        first_of_last,
+    ])
 }
 
 fn text(attrs: &HashMap<String, AttrValue>, key: &str) -> String {
@@ -205,8 +243,18 @@ impl fmt::Display for Summary {
         writeln!(f, "task:{task}")?;
         writeln!(
             f,
-            "{:<22} {:<5} {:<20} {:>10} {:>6} {:>17} {:>9} {:>10}",
-            "run", "path", "stop", "t", "saves", "final loss", "accuracy", "work"
+            "{:<22} {:<5} {:<20} {:>10} {:>6} {:>17} {:>9} {:>10} {:>6} {:>6} {:>6}",
+            "run",
+            "path",
+            "stop",
+            "t",
+            "saves",
+            "final loss",
+            "accuracy",
+            "work",
+            "a_y",
+            "a_x",
+            "PS"
         )?;
         for r in &self.runs {
             if r.trajectories.is_empty() {
@@ -220,7 +268,8 @@ impl fmt::Display for Summary {
                     .map_or(String::new(), |(k, v)| format!("{v} {}", short(k)));
                 writeln!(
                     f,
-                    "{:<22} {:<5} {:<20} {:>10.4} {:>6} {:>17.10e} {:>9.4} {:>10}",
+                    "{:<22} {:<5} {:<20} {:>10.4} {:>6} {:>17.10e} {:>9.4} {:>10} \
+                     {:>6.3} {:>6.3} {:>6.3}",
                     r.name,
                     t.kind,
                     t.stop_reason,
@@ -228,7 +277,10 @@ impl fmt::Display for Summary {
                     t.saves,
                     t.final_loss,
                     t.final_accuracy,
-                    work
+                    work,
+                    t.final_target_alignment,
+                    t.final_input_alignment,
+                    t.final_parallelism
                 )?;
             }
         }
@@ -238,4 +290,61 @@ impl fmt::Display for Summary {
 
 fn short(key: &str) -> &str {
     if key == "rhs_evals" { "evals" } else { key }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::geometry::alignment::{input_alignment, target_alignment};
+    use crate::plan::Plan;
+    use crate::run::{RunOptions, execute};
+    use crate::scenario::{Scenario, Source};
+
+    #[test]
+    fn the_summary_shows_the_alignments_of_the_stored_hidden_responses() {
+        let src = Source {
+            file: "t.toml".into(),
+            text: "[network]\nactivations = [\"tanh\"]\nhidden = 8\n\
+                   [flow]\nt_end = 5.0\nsaves = 4\n[sgd]\nsamples = 64\n\
+                   [geometry]\nevery = 2\nshattering = false\n"
+                .into(),
+        };
+        let plan = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.h5");
+        let opts = RunOptions {
+            threads: 1,
+            ..RunOptions::default()
+        };
+        execute(&plan, &path, &opts, &AtomicBool::new(false)).unwrap();
+
+        let summary = summarise(&path).unwrap();
+        let file = File::open(&path).unwrap();
+        let task = &plan.task;
+        let p = task.conditions();
+        for t in &summary.runs[0].trajectories {
+            let hidden = file
+                .dataset(&format!("runs/tanh-s0/{}/hidden", t.kind))
+                .unwrap()
+                .read_f64()
+                .unwrap();
+            let last = &hidden[hidden.len() - p * 8..];
+            let ay = target_alignment(last, &task.targets, p);
+            let ax = input_alignment(last, &task.inputs, p);
+            assert!((t.final_target_alignment - ay).abs() < 1e-12, "{}", t.kind);
+            assert!((t.final_input_alignment - ax).abs() < 1e-12, "{}", t.kind);
+            assert!((-1.0..=1.0).contains(&t.final_parallelism), "{t:?}");
+        }
+        assert_eq!(summary.runs[0].trajectories.len(), 2);
+        assert!(summary.to_string().contains("a_y"));
+
+        // One seed: the group's averaged kernel is the run's own.
+        let read = |name: &str| file.dataset(name).unwrap().read_f64().unwrap();
+        let group = read("groups/tanh/flow/target_alignment");
+        let own = read("runs/tanh-s0/flow/geometry/target_alignment");
+        assert_eq!(group.len(), 3);
+        assert!(group.iter().zip(&own).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
 }

@@ -11,7 +11,11 @@
 //!     flow/t [T]         W [T, N, D], b [T, N], (J [T, K, N], b_out [T, K]),
 //!                        loss [T], train_loss [T], accuracy [T],
 //!                        hidden [T, P, N], sliding [T, N], events/...
+//!         geometry/...   the study's measures (docs/geometry.md)
 //!     sgd/...            the same, plus step [T]
+//! /groups/<activation>/flow|sgd/
+//!                        t, target_alignment, input_alignment of the
+//!                        seed-averaged hidden kernel
 //! ```
 //!
 //! Arrays are row-major, f64 unless said otherwise. The whole file is
@@ -25,6 +29,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdf5_pure::{AttrValue, FileBuilder, GroupBuilder};
 
+use crate::geometry::series::{
+    GeometrySeries, group_alignment, write_group, write_group_alignment,
+};
 use crate::plan::{Plan, RunSpec};
 use crate::trajectory::Trajectory;
 
@@ -38,6 +45,10 @@ pub struct RunResult {
     pub flow: Option<Trajectory>,
     /// The SGD trajectory, once trained.
     pub sgd: Option<Trajectory>,
+    /// The geometry of the flow trajectory, when measured.
+    pub flow_geometry: Option<GeometrySeries>,
+    /// The geometry of the SGD trajectory, when measured.
+    pub sgd_geometry: Option<GeometrySeries>,
 }
 
 /// Options of what to store.
@@ -105,6 +116,10 @@ pub fn write(
         runs.add_group(run);
     }
     fb.add_group(runs.finish());
+    if let Some(settings) = &plan.geometry {
+        let groups = groups_group(&mut fb, plan, results, settings.every);
+        fb.add_group(groups);
+    }
 
     let partial = partial_path(path);
     fb.write(&partial).map_err(|source| OutputError::Hdf5 {
@@ -143,6 +158,43 @@ fn task_group(fb: &mut FileBuilder, plan: &Plan) -> hdf5_pure::FinishedGroup {
         g.set_attr(k, v.clone());
     }
     g.finish()
+}
+
+/// `/groups/<activation>/flow|sgd`: the seed-averaged kernel alignment
+/// of the finished runs of each activation.
+fn groups_group(
+    fb: &mut FileBuilder,
+    plan: &Plan,
+    results: &[Option<RunResult>],
+    every: usize,
+) -> hdf5_pure::FinishedGroup {
+    let mut groups = fb.create_group("groups");
+    let mut names: Vec<&str> = plan.runs.iter().map(|r| r.activation().name()).collect();
+    names.dedup();
+    for name in names {
+        let mut g = groups.create_group(name);
+        let of_group = || {
+            plan.runs
+                .iter()
+                .zip(results)
+                .filter(move |(spec, _)| spec.activation().name() == name)
+                .filter_map(|(_, r)| r.as_ref())
+        };
+        let flows: Vec<&Trajectory> =
+            of_group().filter_map(|r| r.flow.as_ref()).collect();
+        let sgds: Vec<&Trajectory> = of_group().filter_map(|r| r.sgd.as_ref()).collect();
+        for (kind, runs) in [("flow", flows), ("sgd", sgds)] {
+            let alignment = group_alignment(&plan.task, &runs, every);
+            if alignment.t.is_empty() {
+                continue;
+            }
+            let mut k = g.create_group(kind);
+            write_group_alignment(&mut k, &alignment);
+            g.add_group(k.finish());
+        }
+        groups.add_group(g.finish());
+    }
+    groups.finish()
 }
 
 fn run_group(
@@ -222,6 +274,9 @@ fn run_group(
             (false, false) => "events",
         };
         f.set_attr("kink_treatment", AttrValue::String(kinks.into()));
+        if let Some(series) = &result.flow_geometry {
+            write_group(&mut f, series);
+        }
         g.add_group(f.finish());
     }
     if let (Some(tr), Some(sp)) = (&result.sgd, &plan.sgd) {
@@ -234,6 +289,9 @@ fn run_group(
         let steps: Vec<i64> = tr.step.iter().map(|&v| v as i64).collect();
         if !steps.is_empty() {
             s.create_dataset("step").with_i64_data(&steps);
+        }
+        if let Some(series) = &result.sgd_geometry {
+            write_group(&mut s, series);
         }
         g.add_group(s.finish());
     }

@@ -16,6 +16,7 @@ use rand_distr::{Distribution, Normal, Uniform};
 use crate::activation::Activation;
 use crate::flow::integrator::Solver;
 use crate::flow::smooth::FlowSettings;
+use crate::geometry::series::GeometrySettings;
 use crate::network::{Dims, Loss, Model, Params};
 use crate::scenario::{Scenario, Source};
 use crate::seed;
@@ -105,6 +106,8 @@ pub struct Plan {
     pub sgd: Option<SgdPlan>,
     /// Training-set size and noise (used by SGD and the sample flow).
     pub samples: (usize, f64),
+    /// The measures taken along every trajectory, when enabled.
+    pub geometry: Option<GeometrySettings>,
     /// The output file named by the scenario.
     pub output: PathBuf,
 }
@@ -186,8 +189,10 @@ impl Plan {
                 .clone()
                 .unwrap_or_else(|| format!("repflow-{}.h5", scenario.name.0)),
         );
+        let geometry = geometry_settings(&scenario);
         Ok(Plan {
             samples: (g.samples, g.noise),
+            geometry,
             scenario,
             source,
             task,
@@ -197,6 +202,25 @@ impl Plan {
             output,
         })
     }
+}
+
+/// The `[geometry]` section as settings, `None` when disabled.
+fn geometry_settings(s: &Scenario) -> Option<GeometrySettings> {
+    let g = &s.geometry;
+    g.enabled.then(|| GeometrySettings {
+        every: g.every,
+        abstraction: g.abstraction,
+        shattering: g.shattering,
+        specialisation: g.specialisation,
+        field: g.field,
+        noise: g.noise,
+        samples: g.samples,
+        max_splits: g.max_splits,
+        max_dichotomies: g.max_dichotomies,
+        cluster_angle: g.cluster_angle.to_radians(),
+        field_grid: g.field_grid,
+        seed: g.seed,
+    })
 }
 
 fn build_task(s: &Scenario, source: &Source) -> Result<Task, PlanError> {
@@ -402,6 +426,15 @@ mod tests {
         }
         let p = plan("[task]\nkind = \"fig1\"\nk = 2\ndim = 50\n");
         assert_eq!((p.task.outputs, p.task.dim), (2, 50));
+    }
+
+    #[test]
+    fn the_geometry_section_resolves_to_settings_in_radians() {
+        let p = plan("[geometry]\nevery = 3\ncluster_angle = 90\nfield = true\n");
+        let g = p.geometry.unwrap();
+        assert_eq!((g.every, g.field), (3, true));
+        assert!((g.cluster_angle - std::f64::consts::FRAC_PI_2).abs() < 1e-15);
+        assert!(plan("[geometry]\nenabled = false\n").geometry.is_none());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use crate::flow;
 use crate::flow::smooth::FlowData;
+use crate::geometry::series::{GeometrySeries, measure};
 use crate::output::{self, OutputError, RunResult, Storage};
 use crate::plan::{Plan, RunSpec};
 use crate::seed;
@@ -219,6 +220,7 @@ fn run_one(
             }
         });
         report(&spec.name, "flow", &tr);
+        result.flow_geometry = measure_geometry(plan, spec, &tr);
         result.flow = Some(tr);
         bar.inc(1);
     }
@@ -236,10 +238,31 @@ fn run_one(
             )
         });
         report(&spec.name, "sgd", &tr);
+        result.sgd_geometry = measure_geometry(plan, spec, &tr);
         result.sgd = Some(tr);
         bar.inc(1);
     }
     result
+}
+
+/// The plan's geometry of one trajectory; `None` when the plan has no
+/// `[geometry]` or the measures panicked (logged).
+fn measure_geometry(
+    plan: &Plan,
+    spec: &RunSpec,
+    tr: &Trajectory,
+) -> Option<GeometrySeries> {
+    let settings = plan.geometry.as_ref()?;
+    let measured = catch_unwind(AssertUnwindSafe(|| {
+        measure(&plan.task, &spec.model, tr, settings)
+    }));
+    match measured {
+        Ok(series) => Some(series),
+        Err(_) => {
+            log::warn!("{}: the geometry measures failed", spec.name);
+            None
+        }
+    }
 }
 
 /// Runs `f`, turning a panic into a failed, empty trajectory.

@@ -82,6 +82,8 @@ pub struct Scenario {
     pub sgd: SgdSection,
     /// `[output]`.
     pub output: OutputSection,
+    /// `[geometry]`.
+    pub geometry: GeometrySection,
     /// `[seeds]`.
     pub seeds: SeedsSection,
 }
@@ -319,6 +321,61 @@ pub struct OutputSection {
     pub ends_only: bool,
     /// Do not store the hidden responses.
     pub no_hidden: bool,
+}
+
+/// `[geometry]`: the study's measures along every trajectory (see
+/// `docs/geometry.md`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeometrySection {
+    /// Measure at all.
+    pub enabled: bool,
+    /// Measure every `every`-th saved time (the last always), >= 1.
+    pub every: usize,
+    /// Parallelism scores and CCGP of the task's dichotomies.
+    pub abstraction: bool,
+    /// Shattering dimensionality.
+    pub shattering: bool,
+    /// Per-unit projections, activation patterns, distinct directions,
+    /// label inheritance.
+    pub specialisation: bool,
+    /// The expected-gradient field at the initial weights.
+    pub field: bool,
+    /// Noise added to hidden responses for CCGP and SD, >= 0.
+    pub noise: f64,
+    /// Noisy samples per condition for CCGP and SD, >= 1.
+    pub samples: usize,
+    /// Most CCGP splits per dichotomy, >= 1.
+    pub max_splits: usize,
+    /// Random balanced dichotomies for SD when P > 8, >= 1.
+    pub max_dichotomies: usize,
+    /// Units within this angle in degrees count as one direction, in
+    /// [0, 180].
+    pub cluster_angle: f64,
+    /// Points per side of the field's grid, >= 2.
+    pub field_grid: usize,
+    /// Seed of the CCGP and SD noise.
+    pub seed: u64,
+}
+
+impl Default for GeometrySection {
+    fn default() -> Self {
+        GeometrySection {
+            enabled: true,
+            every: 5,
+            abstraction: true,
+            shattering: true,
+            specialisation: true,
+            field: false,
+            noise: 0.5,
+            samples: 10,
+            max_splits: 20,
+            max_dichotomies: 35,
+            cluster_angle: 10.0,
+            field_grid: 21,
+            seed: 0,
+        }
+    }
 }
 
 /// `[seeds]`: randomness.
@@ -565,6 +622,7 @@ impl Scenario {
         if let Some(e) = g.epochs {
             check.at_least("sgd", "epochs", e as usize, 1, "1")?;
         }
+        self.validate_geometry(&check)?;
         if !f.enabled && !g.enabled {
             return Err(check.invalid(
                 "flow",
@@ -626,6 +684,26 @@ impl Scenario {
             p - 1,
             "P - 1 (the number of features)",
         )
+    }
+}
+
+impl Scenario {
+    fn validate_geometry(&self, check: &Checker<'_>) -> Result<(), ScenarioError> {
+        let g = &self.geometry;
+        check.at_least("geometry", "every", g.every, 1, "1")?;
+        if !(g.noise >= 0.0 && g.noise.is_finite()) {
+            return Err(check.invalid(
+                "geometry",
+                "noise",
+                g.noise,
+                "must be a finite number >= 0",
+            ));
+        }
+        check.at_least("geometry", "samples", g.samples, 1, "1")?;
+        check.at_least("geometry", "max_splits", g.max_splits, 1, "1")?;
+        check.at_least("geometry", "max_dichotomies", g.max_dichotomies, 1, "1")?;
+        check.real("geometry", "cluster_angle", g.cluster_angle, 0.0, 180.0)?;
+        check.at_least("geometry", "field_grid", g.field_grid, 2, "2")
     }
 }
 
@@ -871,6 +949,16 @@ mod tests {
                 "[network]\nactivations = [\"gelu\"]\n",
                 "s.toml:2: key `network.activations` = \"gelu\"",
                 "relu",
+            ),
+            (
+                "[geometry]\nevery = 0\n",
+                "s.toml:2: key `geometry.every` = 0",
+                "at least 1",
+            ),
+            (
+                "[geometry]\nsamples = 3\ncluster_angle = 200\n",
+                "s.toml:3: key `geometry.cluster_angle` = 200",
+                "[0, 180]",
             ),
             (
                 "[flow]\ntimes = [0.0, 5.0, 2.0]\n",

@@ -11,7 +11,9 @@
 //! - [`classifier`]: the deterministic linear SVM;
 //! - [`abstraction`]: parallelism score, CCGP, shattering dimensionality;
 //! - [`specialisation`]: per-unit axes, weight-space structure and the
-//!   expected-gradient field.
+//!   expected-gradient field;
+//! - [`series`]: all of the above along a trajectory, and the
+//!   seed-averaged kernel alignment of a group of runs.
 
 pub mod abstraction;
 pub mod alignment;
@@ -20,4 +22,5 @@ pub mod classifier;
 pub mod dichotomy;
 pub mod dimension;
 pub mod kernel;
+pub mod series;
 pub mod specialisation;

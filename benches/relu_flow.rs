@@ -1,7 +1,8 @@
 //! The paper-size ReLU flow (cube task d = 3, k = 1, c = c_max / 2,
 //! D = 100, N = 128, BCE, readout frozen) to t = 1000: the event-driven
-//! path timed by criterion, and printed side by side with the plain solver
-//! path under a step budget.
+//! path, in full weight space and in reduced coordinates, timed by
+//! criterion, and printed side by side with the plain solver path under a
+//! step budget.
 
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
@@ -12,7 +13,7 @@ use rand_distr::{Distribution, Normal};
 use repflow::activation::Activation;
 use repflow::flow::integrator::Solver;
 use repflow::flow::smooth::{FlowData, FlowSettings};
-use repflow::flow::{piecewise, smooth};
+use repflow::flow::{self, piecewise, smooth};
 use repflow::network::{Dims, Loss, Model, Params};
 use repflow::seed;
 use repflow::task::Task;
@@ -50,13 +51,15 @@ fn paper_net() -> (Task, Params, Model) {
     (task, init, model)
 }
 
-fn settings(solver: Solver, max_steps: u64) -> FlowSettings {
+fn settings(solver: Solver, max_steps: u64, reduced: bool) -> FlowSettings {
     FlowSettings {
         solver,
         rtol: 1e-8,
         atol: 1e-10,
         max_steps,
         save_times: vec![0.0, 1.0, 10.0, 100.0, 1000.0],
+        reduced,
+        plain_kinks: false,
     }
 }
 
@@ -93,7 +96,7 @@ fn side_by_side() {
 
     for solver in [Solver::Dop853, Solver::Dopri5] {
         let clock = Instant::now();
-        let s = settings(solver, 20_000);
+        let s = settings(solver, 20_000, false);
         let plain = smooth::integrate(&model, &init, data, &s, &stop);
         report(
             &format!("plain {}", solver.name()),
@@ -102,10 +105,16 @@ fn side_by_side() {
         );
 
         let clock = Instant::now();
-        let s = settings(solver, 2_000_000);
+        let s = settings(solver, 2_000_000, false);
         let events = piecewise::integrate(&model, &init, data, &s, &stop);
         let label = format!("events {}", solver.name());
         report(&label, &events, clock.elapsed().as_secs_f64());
+
+        let clock = Instant::now();
+        let s = settings(solver, 2_000_000, true);
+        let reduced = flow::integrate(&model, &init, data, &s, &stop);
+        let label = format!("reduced {}", solver.name());
+        report(&label, &reduced, clock.elapsed().as_secs_f64());
     }
 }
 
@@ -121,10 +130,15 @@ fn relu_flow(c: &mut Criterion) {
     let mut group = c.benchmark_group("relu_flow");
     group.sample_size(10);
     for solver in [Solver::Dopri5, Solver::Dop853] {
-        let s = settings(solver, 2_000_000);
+        let s = settings(solver, 2_000_000, false);
         let name = format!("paper_net_to_t1000_{}", solver.name());
         group.bench_function(name, |b| {
             b.iter(|| black_box(piecewise::integrate(&model, &init, data, &s, &stop)))
+        });
+        let s = settings(solver, 2_000_000, true);
+        let name = format!("paper_net_to_t1000_{}_reduced", solver.name());
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(flow::integrate(&model, &init, data, &s, &stop)))
         });
     }
     group.finish();

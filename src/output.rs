@@ -262,13 +262,18 @@ fn run_group(
             AttrValue::F64(*s.save_times.last().unwrap_or(&0.0)),
         );
         f.set_attr("max_steps", AttrValue::I64(s.max_steps as i64));
+        f.set_attr(
+            "reduced_coordinates",
+            AttrValue::I64(i64::from(tr.reduced_rank > 0)),
+        );
+        f.set_attr("reduced_rank", AttrValue::I64(tr.reduced_rank as i64));
         let data = if fp.on_samples {
             "samples"
         } else {
             "conditions"
         };
         f.set_attr("data", AttrValue::String(data.into()));
-        let kinks = match (m.activation.is_smooth(), fp.plain_kinks) {
+        let kinks = match (m.activation.is_smooth(), s.plain_kinks) {
             (true, _) => "none",
             (false, true) => "plain",
             (false, false) => "events",

@@ -77,9 +77,6 @@ pub struct FlowPlan {
     pub settings: FlowSettings,
     /// Integrate on the SGD training samples instead of the conditions.
     pub on_samples: bool,
-    /// Step over the kinks of piecewise-linear activations on the plain
-    /// solver path instead of locating them.
-    pub plain_kinks: bool,
 }
 
 /// The SGD part of the plan.
@@ -162,9 +159,10 @@ impl Plan {
                 atol: f.atol,
                 max_steps: f.max_steps,
                 save_times: save_times.clone(),
+                reduced: f.reduced,
+                plain_kinks: f.kinks == "plain",
             },
             on_samples: f.data == "samples",
-            plain_kinks: f.kinks == "plain",
         });
 
         let g = &scenario.sgd;

@@ -213,11 +213,7 @@ fn run_one(
         };
         let (model, init, settings) = (&spec.model, &spec.init, &fp.settings);
         let tr = guarded("flow", || {
-            if fp.plain_kinks {
-                flow::smooth::integrate(model, init, data, settings, interrupt)
-            } else {
-                flow::integrate(model, init, data, settings, interrupt)
-            }
+            flow::integrate(model, init, data, settings, interrupt)
         });
         report(&spec.name, "flow", &tr);
         result.flow_geometry = measure_geometry(plan, spec, &tr);

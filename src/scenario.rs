@@ -252,6 +252,9 @@ pub struct FlowSection {
     pub data: String,
     /// Budget of solver steps for one run.
     pub max_steps: u64,
+    /// Integrate the condition flow in the exact reduced coordinates of
+    /// the span of the inputs.
+    pub reduced: bool,
     /// Piecewise-linear activations: `events` (located kinks, Filippov
     /// sliding) or `plain` (the solver steps over the kinks, bounded by
     /// `max_steps`; for comparison only).
@@ -272,6 +275,7 @@ impl Default for FlowSection {
             data: "conditions".into(),
             max_steps: 100_000,
             kinks: "events".into(),
+            reduced: true,
         }
     }
 }

@@ -150,6 +150,9 @@ pub struct Trajectory {
     pub events: Vec<KinkEvent>,
     /// How it ended; `None` while it runs.
     pub outcome: Option<Outcome>,
+    /// The rank of the reduced coordinates the flow ran in; 0 when it
+    /// ran in the full weight space.
+    pub reduced_rank: usize,
 }
 
 impl Trajectory {

@@ -32,6 +32,8 @@ fn flow_at(plan: &Plan, times: Vec<f64>, rtol: f64, atol: f64) -> Trajectory {
         atol,
         max_steps: 1_000_000,
         save_times: times,
+        reduced: false,
+        plain_kinks: false,
     };
     let data = FlowData {
         training: c,
@@ -188,6 +190,8 @@ fn a_plain_relu_flow_ends_on_its_step_budget_with_a_clear_reason() {
         atol: 1e-10,
         max_steps: 300,
         save_times: vec![0.0, 1000.0],
+        reduced: false,
+        plain_kinks: true,
     };
     let data = FlowData {
         training: c,
@@ -208,4 +212,50 @@ fn a_plain_relu_flow_ends_on_its_step_budget_with_a_clear_reason() {
         Some(&o.t_reached),
         "the state reached is saved"
     );
+}
+
+#[test]
+fn reduced_coordinates_reproduce_the_full_flow() {
+    for act in ["tanh", "relu", "bounded_relu"] {
+        let text = format!(
+            "[task]\nd = 3\ndim = 40\n[network]\nactivations = [\"{act}\"]\nhidden = 32\n"
+        );
+        let plan = plan(&text);
+        let run = &plan.runs[0];
+        let c = (plan.task.inputs_view(), plan.task.targets_view());
+        let data = FlowData {
+            training: c,
+            conditions: c,
+        };
+        let mut settings = FlowSettings {
+            solver: Solver::Dopri5,
+            rtol: 1e-10,
+            atol: 1e-12,
+            max_steps: 1_000_000,
+            save_times: vec![0.0, 1.0, 10.0, 100.0],
+            reduced: false,
+            plain_kinks: false,
+        };
+        let stop = AtomicBool::new(false);
+        let full = flow::integrate(&run.model, &run.init, data, &settings, &stop);
+        settings.reduced = true;
+        let red = flow::integrate(&run.model, &run.init, data, &settings, &stop);
+
+        assert_eq!(full.reduced_rank, 0);
+        assert_eq!(
+            red.reduced_rank, 7,
+            "{act}: the 8 cube inputs span 7 dimensions"
+        );
+        assert_eq!(red.w.len(), full.w.len());
+        assert!(red.w[..32 * 40] == full.w[..32 * 40], "{act}: same start");
+        let rel = distance(&red.w, &full.w) / norm(&full.w);
+        assert!(
+            rel < 1e-7,
+            "{act}: reduced and full weights differ by {rel}"
+        );
+        let hid = distance(&red.hidden, &full.hidden) / norm(&full.hidden);
+        assert!(hid < 1e-7, "{act}: hidden responses differ by {hid}");
+        assert_eq!(red.events.len(), full.events.len(), "{act}: kink events");
+        assert!(tight_evals(&red) > 0);
+    }
 }

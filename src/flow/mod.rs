@@ -8,6 +8,7 @@
 
 pub mod integrator;
 pub mod piecewise;
+pub mod reduced;
 pub mod smooth;
 
 use std::sync::atomic::AtomicBool;
@@ -17,7 +18,8 @@ use crate::trajectory::Trajectory;
 use smooth::{FlowData, FlowSettings};
 
 /// Integrates the flow of `model` from `init` on the path its activation
-/// needs.
+/// needs, in reduced coordinates when the settings ask for them and they
+/// are exact.
 pub fn integrate(
     model: &Model,
     init: &Params,
@@ -25,7 +27,31 @@ pub fn integrate(
     settings: &FlowSettings,
     interrupt: &AtomicBool,
 ) -> Trajectory {
-    if model.activation.is_smooth() {
+    let (x, xc) = (data.training.0, data.conditions.0);
+    let on_conditions = std::ptr::eq(x.as_ptr(), xc.as_ptr()) && x.ncols() == xc.ncols();
+    if settings.reduced && on_conditions {
+        if let Some(red) = reduced::Reduction::new(model, init, x) {
+            let xr = red.inputs_view();
+            let data = FlowData {
+                training: (xr, data.training.1),
+                conditions: (xr, data.conditions.1),
+            };
+            let mut tr = direct(&red.model, &red.init, data, settings, interrupt);
+            tr.reduced_rank = red.rank();
+            return red.expand(tr);
+        }
+    }
+    direct(model, init, data, settings, interrupt)
+}
+
+fn direct(
+    model: &Model,
+    init: &Params,
+    data: FlowData<'_>,
+    settings: &FlowSettings,
+    interrupt: &AtomicBool,
+) -> Trajectory {
+    if model.activation.is_smooth() || settings.plain_kinks {
         smooth::integrate(model, init, data, settings, interrupt)
     } else {
         piecewise::integrate(model, init, data, settings, interrupt)

@@ -35,6 +35,12 @@ pub struct FlowSettings {
     pub max_steps: u64,
     /// Increasing saved times; the last is the end time.
     pub save_times: Vec<f64>,
+    /// Integrate in the reduced coordinates of the span of the inputs
+    /// when that is exact (see [`super::reduced`]).
+    pub reduced: bool,
+    /// Step over the kinks of piecewise-linear activations on this plain
+    /// path instead of locating them (for comparison only).
+    pub plain_kinks: bool,
 }
 
 /// `-grad L(theta)` over a fixed data set, with scratch reused by every

@@ -22,6 +22,8 @@ fn settings(rtol: f64, atol: f64, save_times: Vec<f64>) -> FlowSettings {
         atol,
         max_steps: 2_000_000,
         save_times,
+        reduced: false,
+        plain_kinks: false,
     }
 }
 

@@ -218,7 +218,7 @@ fn a_plain_relu_flow_ends_on_its_step_budget_with_a_clear_reason() {
 fn reduced_coordinates_reproduce_the_full_flow() {
     for act in ["tanh", "relu", "bounded_relu"] {
         let text = format!(
-            "[task]\nd = 3\ndim = 40\n[network]\nactivations = [\"{act}\"]\nhidden = 32\n"
+            "[task]\nd = 3\ndim = 100\n[network]\nactivations = [\"{act}\"]\nhidden = 48\n"
         );
         let plan = plan(&text);
         let run = &plan.runs[0];
@@ -247,7 +247,9 @@ fn reduced_coordinates_reproduce_the_full_flow() {
             "{act}: the 8 cube inputs span 7 dimensions"
         );
         assert_eq!(red.w.len(), full.w.len());
-        assert!(red.w[..32 * 40] == full.w[..32 * 40], "{act}: same start");
+        assert!(red.w[..48 * 100] == full.w[..48 * 100], "{act}: same start");
+        let l0 = (red.loss[0] - full.loss[0]).abs();
+        assert!(l0 < 1e-14, "{act}: the initial loss differs by {l0}");
         let rel = distance(&red.w, &full.w) / norm(&full.w);
         assert!(
             rel < 1e-7,

@@ -105,17 +105,27 @@ impl Reduction {
     }
 }
 
-/// An orthonormal basis of the column span of `x`, from its thin SVD:
-/// the left singular vectors whose singular values exceed `1e-12` of the
-/// largest (times the larger dimension).
+/// An orthonormal basis of the column span of `x`, by modified
+/// Gram-Schmidt with one re-orthogonalisation pass (\"twice is enough\",
+/// Giraud et al. 2005); a column whose remainder is below `1e-10` of the
+/// largest column norm adds nothing to the span and is dropped.
 fn span_basis(x: &DMatrix<f64>) -> DMatrix<f64> {
-    let svd = x.clone().svd(true, false);
-    let u = svd.u.expect("left singular vectors were asked for");
-    let s = &svd.singular_values;
-    let top = s.iter().cloned().fold(0.0, f64::max);
-    let tol = top * 1e-12 * x.nrows().max(x.ncols()) as f64;
-    let keep: Vec<usize> = (0..s.len()).filter(|&i| s[i] > tol).collect();
-    DMatrix::from_fn(x.nrows(), keep.len(), |a, j| u[(a, keep[j])])
+    let top = x.column_iter().map(|c| c.norm()).fold(0.0, f64::max);
+    let mut basis: Vec<nalgebra::DVector<f64>> = Vec::new();
+    for col in x.column_iter() {
+        let mut v = col.clone_owned();
+        for _ in 0..2 {
+            for q in &basis {
+                let along = q.dot(&v);
+                v.axpy(-along, q, 1.0);
+            }
+        }
+        let norm = v.norm();
+        if norm > 1e-10 * top {
+            basis.push(v / norm);
+        }
+    }
+    DMatrix::from_columns(&basis)
 }
 
 fn row_major(m: &DMatrix<f64>) -> Vec<f64> {

@@ -101,7 +101,7 @@ impl Activation {
     #[inline]
     pub fn value(&self, u: f64) -> f64 {
         match *self {
-            Activation::Tanh => u.tanh(),
+            Activation::Tanh => crate::fastmath::tanh(u),
             Activation::Relu => u.max(0.0),
             Activation::BoundedRelu { ub } => u.max(0.0).min(ub),
             Activation::ShiftedRelu { shift } => (u + shift).max(0.0),
@@ -123,7 +123,7 @@ impl Activation {
     pub fn slope(&self, u: f64) -> f64 {
         match *self {
             Activation::Tanh => {
-                let t = u.tanh();
+                let t = crate::fastmath::tanh(u);
                 1.0 - t * t
             }
             Activation::Relu => step(u > 0.0),

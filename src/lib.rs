@@ -19,6 +19,7 @@
 
 pub mod activation;
 pub mod cli;
+pub mod fastmath;
 pub mod flow;
 pub mod geometry;
 pub mod inspect;

@@ -22,6 +22,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::activation::{Activation, sigmoid, softplus};
+use crate::fastmath::tanh_slice;
 
 /// The loss function and its output nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,12 +263,14 @@ impl Model {
         let u = MatMut::from_column_major_slice_mut(&mut ws.u[..n * m], n, m);
         matmul(u, Accum::Replace, w, x, 1.0, Par::Seq);
         clear_upper_vector_state();
-        for col in 0..m {
-            let uc = &mut ws.u[col * n..(col + 1) * n];
-            let hc = &mut ws.h[col * n..(col + 1) * n];
-            for i in 0..n {
-                uc[i] += b[i];
-                hc[i] = self.activation.value(uc[i]);
+        for uc in ws.u[..n * m].chunks_exact_mut(n) {
+            uc.iter_mut().zip(b).for_each(|(u, b)| *u += b);
+        }
+        if self.activation == Activation::Tanh {
+            tanh_slice(&ws.u[..n * m], &mut ws.h[..n * m]);
+        } else {
+            for (h, &u) in ws.h[..n * m].iter_mut().zip(&ws.u[..n * m]) {
+                *h = self.activation.value(u);
             }
         }
 

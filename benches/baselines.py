@@ -1,0 +1,199 @@
+"""repflow against the Python baselines, side by side, on the same task and
+the same initial weights.
+
+Runs `repflow` on the paper-size cube task (d = 3, k = 1, c = c_max / 2,
+D = 100, N = 128, frozen readout, BCE), reads the task and the initial
+weights back from its file, and runs on them:
+
+- the Tanh gradient flow to t = 1000 with SciPy's solve_ivp (DOP853,
+  rtol 1e-8, atol 1e-10), against repflow's Tanh flow;
+- the ReLU flow with SciPy, stopped after a wall-clock budget (it slides
+  along the kinks and its step size collapses), against repflow's
+  event-driven ReLU flow;
+- SGD with the study's protocol (5000 samples, batch 64, eta 0.1) in NumPy
+  (float64), per step, against repflow's SGD, and PyTorch's when it is
+  installed.
+
+It prints each figure and the ratio. Single core: run it as
+`OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python3 benches/baselines.py`.
+Needs numpy, scipy and h5py (pip install numpy scipy h5py) and a release
+build (`cargo build --release`).
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+from scipy.integrate import solve_ivp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPFLOW = os.path.join(ROOT, "target", "release", "repflow")
+
+SCENARIO = """
+name = "baselines"
+[network]
+activations = ["tanh", "relu"]
+[flow]
+rtol = 1e-8
+atol = 1e-10
+[sgd]
+enabled = false
+[geometry]
+enabled = false
+"""
+
+
+# SGD alone, two snapshots, so that the time per step is the steps' own.
+SGD_ONLY = """
+name = "baselines-sgd"
+[network]
+activations = ["tanh"]
+[flow]
+enabled = false
+saves = 2
+[sgd]
+epochs = 50
+[geometry]
+enabled = false
+"""
+
+
+def run_repflow(workdir, text, name):
+    scenario = os.path.join(workdir, f"{name}.toml")
+    out = os.path.join(workdir, f"{name}.h5")
+    with open(scenario, "w") as f:
+        f.write(text)
+    subprocess.run([REPFLOW, "-q", "run", scenario, "-o", out, "-j", "1"], check=True)
+    return out
+
+
+def gradient(W, b, J, b_out, X, Y, act):
+    """-dL/dW and -dL/db for BCE with a frozen readout (SCIENCE.md)."""
+    U = X @ W.T + b
+    if act == "tanh":
+        H = np.tanh(U)
+        slope = 1.0 - H * H
+    else:
+        H = np.maximum(U, 0.0)
+        slope = (U > 0).astype(float)
+    Z = H @ J.T + b_out
+    E = 1.0 / (1.0 + np.exp(-Z)) - Y
+    delta = (E @ J) * slope
+    p = X.shape[0]
+    return -(delta.T @ X) / p, -delta.mean(axis=0)
+
+
+def scipy_flow(f, act, budget_seconds):
+    X = f["task/inputs"][()]
+    Y = f["task/targets"][()]
+    run = f[f"runs/{act}-s0"]
+    W0, b0 = run["init/W"][()], run["init/b"][()]
+    J, b_out = run["init/J"][()], run["init/b_out"][()]
+    n, d = W0.shape
+    start = time.perf_counter()
+
+    def rhs(t, theta):
+        if time.perf_counter() - start > budget_seconds:
+            raise TimeoutError(t)
+        W = theta[: n * d].reshape(n, d)
+        gW, gb = gradient(W, theta[n * d :], J, b_out, X, Y, act)
+        return np.concatenate([gW.ravel(), gb])
+
+    theta0 = np.concatenate([W0.ravel(), b0])
+    try:
+        sol = solve_ivp(rhs, (0.0, 1000.0), theta0, method="DOP853", rtol=1e-8, atol=1e-10)
+        return time.perf_counter() - start, 1000.0, sol.nfev
+    except TimeoutError as e:
+        return time.perf_counter() - start, float(e.args[0]), None
+
+
+def numpy_sgd_step_seconds(f, steps=300):
+    X = f["task/inputs"][()]
+    Y = f["task/targets"][()]
+    run = f["runs/tanh-s0"]
+    W, b = run["init/W"][()].copy(), run["init/b"][()].copy()
+    J, b_out = run["init/J"][()], run["init/b_out"][()]
+    rng = np.random.default_rng(0)
+    cond = rng.integers(0, X.shape[0], 5000)
+    Xs = X[cond] + rng.standard_normal((5000, X.shape[1]))
+    Ys = Y[cond]
+    start = time.perf_counter()
+    for s in range(steps):
+        lo = (s * 64) % (5000 - 64)
+        gW, gb = gradient(W, b, J, b_out, Xs[lo : lo + 64], Ys[lo : lo + 64], "tanh")
+        W += 0.1 * gW
+        b += 0.1 * gb
+    return (time.perf_counter() - start) / steps
+
+
+def torch_sgd_step_seconds(f, steps=300):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    X = torch.tensor(f["task/inputs"][()])
+    run = f["runs/tanh-s0"]
+    W = torch.tensor(run["init/W"][()], requires_grad=True)
+    b = torch.tensor(run["init/b"][()], requires_grad=True)
+    J, b_out = torch.tensor(run["init/J"][()]), torch.tensor(run["init/b_out"][()])
+    Y = torch.tensor(f["task/targets"][()])
+    cond = torch.randint(0, X.shape[0], (5000,))
+    Xs, Ys = X[cond] + torch.randn(5000, X.shape[1], dtype=X.dtype), Y[cond]
+    opt = torch.optim.SGD([W, b], lr=0.1)
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    start = time.perf_counter()
+    for s in range(steps):
+        lo = (s * 64) % (5000 - 64)
+        z = torch.tanh(Xs[lo : lo + 64] @ W.T + b) @ J.T + b_out
+        loss = loss_fn(z, Ys[lo : lo + 64]) / 64
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / steps
+
+
+def main():
+    if not os.path.exists(REPFLOW):
+        sys.exit("build repflow first: cargo build --release")
+    with tempfile.TemporaryDirectory() as workdir:
+        path = run_repflow(workdir, SCENARIO, "flows")
+        with h5py.File(run_repflow(workdir, SGD_ONLY, "sgd")) as g:
+            sgd = g["runs/tanh-s0/sgd"].attrs
+            ours_step = sgd["seconds"] / sgd["steps"]
+        with h5py.File(path) as f:
+            ours = {
+                act: (
+                    f[f"runs/{act}-s0/flow"].attrs["seconds"],
+                    f[f"runs/{act}-s0/flow"].attrs["rhs_evals"],
+                )
+                for act in ("tanh", "relu")
+            }
+
+            print("paper-size cube net, flow to t = 1000 at rtol 1e-8, one core")
+            secs, t, nfev = scipy_flow(f, "tanh", 600.0)
+            print(f"  tanh  scipy DOP853 {secs:8.3f} s ({nfev} evals)   "
+                  f"repflow {ours['tanh'][0]:.4f} s ({ours['tanh'][1]} evals)   "
+                  f"ratio {secs / ours['tanh'][0]:.0f}x")
+            secs, t, _ = scipy_flow(f, "relu", 60.0)
+            print(f"  relu  scipy DOP853 reached t = {t:.3g} of 1000 in {secs:.0f} s   "
+                  f"repflow reached t = 1000 in {ours['relu'][0]:.3f} s")
+
+            step = numpy_sgd_step_seconds(f)
+            print("SGD step, study protocol (batch 64, D = 100, N = 128), tanh")
+            print(f"  numpy f64 {step * 1e6:7.1f} us   repflow {ours_step * 1e6:7.1f} us   "
+                  f"ratio {step / ours_step:.1f}x")
+            torch_step = torch_sgd_step_seconds(f)
+            if torch_step is None:
+                print("  (PyTorch not installed: pip install torch to compare)")
+            else:
+                print(f"  torch f64 {torch_step * 1e6:7.1f} us   ratio "
+                      f"{torch_step / ours_step:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

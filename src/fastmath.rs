@@ -1,0 +1,122 @@
+//! Elementwise `tanh` over slices, vectorised.
+//!
+//! Every right-hand side of a Tanh flow and every SGD step evaluates
+//! `tanh` for each (data point, unit) pair, and the C library's scalar
+//! `tanh` then costs more than the matrix products around it. This kernel
+//! is branch-free so that the compiler vectorises it, and is compiled a
+//! second time for AVX2 + FMA, chosen at run time when the processor has
+//! them.
+//!
+//! Method: `tanh(a) = e / (e + 2)` with `e = expm1(2a)` for `a = |x|`,
+//! which keeps full relative accuracy near 0; `expm1(y)` by the reduction
+//! `y = k ln 2 + r`, `|r| <= ln 2 / 2`, a degree-14 Taylor polynomial for
+//! `e^r - 1`, and `2^k (e^r - 1) + (2^k - 1)`; `|x| > 19.1` gives `+-1`.
+//! Accuracy: within a few units in the last place of the C library's
+//! `tanh` (tested).
+
+/// `dst[i] = tanh(src[i])`.
+pub fn tanh_slice(src: &[f64], dst: &mut [f64]) {
+    assert_eq!(src.len(), dst.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features the function is compiled for were
+            // just detected on this processor.
+            unsafe { tanh_slice_avx2(src, dst) };
+            return;
+        }
+    }
+    tanh_slice_portable(src, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tanh_slice_avx2(src: &[f64], dst: &mut [f64]) {
+    tanh_slice_portable(src, dst);
+}
+
+#[inline(always)]
+fn tanh_slice_portable(src: &[f64], dst: &mut [f64]) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = tanh(x);
+    }
+}
+
+/// One `tanh`, branch-free (see the module docs).
+#[inline(always)]
+pub fn tanh(x: f64) -> f64 {
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    // Adding and subtracting 1.5 * 2^52 rounds to the nearest integer.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    const C: [f64; 13] = [
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+        1.0 / 87_178_291_200.0,
+    ];
+
+    let a = x.abs();
+    let y = 2.0 * if a > 19.1 { 19.1 } else { a };
+    let k = (y * std::f64::consts::LOG2_E + ROUND) - ROUND;
+    let r = (y - k * LN2_HI) - k * LN2_LO;
+    let mut p = C[12];
+    for c in C[..12].iter().rev() {
+        p = p * r + c;
+    }
+    let em1 = r + r * r * p;
+    let scale = f64::from_bits(((k as i64 + 1023) as u64) << 52);
+    let e = scale * em1 + (scale - 1.0);
+    let t = e / (e + 2.0);
+    if x.is_nan() { x } else { t.copysign(x) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tanh_agrees_with_the_c_library_to_a_few_ulp() {
+        let xs: Vec<f64> = (-200_000..=200_000)
+            .map(|i| i as f64 * 1.1e-4 + 1e-9)
+            .collect();
+        let mut ours = vec![0.0; xs.len()];
+        tanh_slice(&xs, &mut ours);
+        for (&x, &t) in xs.iter().zip(&ours) {
+            let libm = x.tanh();
+            let ulp = (libm.abs() * f64::EPSILON).max(f64::MIN_POSITIVE);
+            assert!((t - libm).abs() <= 3.0 * ulp, "{x}: {t} against {libm}");
+        }
+    }
+
+    #[test]
+    fn tanh_handles_the_extremes() {
+        for x in [0.0, -0.0, 1e-300, -1e-300, 19.0, 19.2, 40.0, 1e300, -1e300] {
+            assert!((tanh(x) - x.tanh()).abs() <= 2.0 * f64::EPSILON, "{x}");
+        }
+        assert_eq!(tanh(-0.0).to_bits(), (-0.0f64).to_bits());
+        assert!(tanh(f64::NAN).is_nan());
+        assert_eq!(tanh(f64::INFINITY), 1.0);
+        assert_eq!(tanh(f64::NEG_INFINITY), -1.0);
+    }
+
+    #[test]
+    fn the_vector_and_portable_kernels_agree_bit_for_bit() {
+        let xs: Vec<f64> = (0..1000).map(|i| (i as f64 - 500.0) * 0.0371).collect();
+        let (mut a, mut b) = (vec![0.0; 1000], vec![0.0; 1000]);
+        tanh_slice(&xs, &mut a);
+        tanh_slice_portable(&xs, &mut b);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}

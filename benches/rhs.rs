@@ -103,12 +103,53 @@ fn sgd_step(c: &mut Criterion) {
     }
 }
 
+/// The whole paper-size Tanh flow to t = 1000 at rtol 1e-8, in full
+/// weight space and in reduced coordinates.
+fn tanh_flow(c: &mut Criterion) {
+    use repflow::flow::integrator::Solver;
+    use repflow::flow::smooth::{FlowData, FlowSettings};
+    use repflow::task::cube::{CubeSpec, Spectrum, cube, max_alignment};
+    use std::sync::atomic::AtomicBool;
+
+    let task = cube(CubeSpec {
+        d: 3,
+        k: 1,
+        alignment: 0.5 * max_alignment(3, 1),
+        dim: 100,
+        seed: 0,
+        spectrum: Spectrum::Deterministic,
+    });
+    let p = params(Dims { inputs: 100, hidden: 128, outputs: 1 });
+    let model = Model::new(Activation::Tanh, Loss::Bce, &p, false);
+    let cond = (task.inputs_view(), task.targets_view());
+    let data = FlowData { training: cond, conditions: cond };
+    let stop = AtomicBool::new(false);
+    let mut group = c.benchmark_group("tanh_flow");
+    group.sample_size(10);
+    for reduced in [false, true] {
+        let settings = FlowSettings {
+            solver: Solver::Dopri5,
+            rtol: 1e-8,
+            atol: 1e-10,
+            max_steps: 1_000_000,
+            save_times: repflow::trajectory::log_spaced_times(1000.0, 60, 4.0),
+            reduced,
+            plain_kinks: false,
+        };
+        let name = if reduced { "paper_net_reduced" } else { "paper_net_full" };
+        group.bench_function(name, |b| {
+            b.iter(|| repflow::flow::integrate(&model, &p, data, &settings, &stop))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = quick;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1));
-    targets = rhs, sgd_step
+    targets = rhs, sgd_step, tanh_flow
 }
 criterion_main!(quick);

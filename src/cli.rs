@@ -50,6 +50,10 @@ pub enum Command {
         /// Worker threads (default: one per core).
         #[arg(short = 'j', long, default_value_t = 0)]
         threads: usize,
+        /// Keep the finished runs of an existing output file made from the
+        /// same scenario, run only the rest, and write the whole file.
+        #[arg(long)]
+        resume: bool,
     },
     /// Run a sweep (a scenario with a [sweep] table), or list its points.
     Sweep {
@@ -68,6 +72,10 @@ pub enum Command {
         /// Worker threads (default: one per core).
         #[arg(short = 'j', long, default_value_t = 0)]
         threads: usize,
+        /// Keep the finished runs of an existing output file made from the
+        /// same scenario, run only the rest, and write the whole file.
+        #[arg(long)]
+        resume: bool,
     },
     /// Check a scenario and print the resolved plan (or a sweep's points),
     /// without running it.
@@ -114,6 +122,7 @@ pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
             output,
             force,
             threads,
+            resume,
         } => {
             let study = match load_study(scenario.as_deref()) {
                 Ok(study) => study,
@@ -123,6 +132,7 @@ pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
                 output,
                 force,
                 threads,
+                resume,
                 quiet: cli.quiet,
             };
             run_study(&study, run, interrupt)
@@ -133,6 +143,7 @@ pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
             output,
             force,
             threads,
+            resume,
         } => {
             let study = match load_study(Some(&scenario)) {
                 Ok(study) => study,
@@ -146,6 +157,7 @@ pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
                 output,
                 force,
                 threads,
+                resume,
                 quiet: cli.quiet,
             };
             run_study(&study, run, interrupt)
@@ -185,6 +197,7 @@ struct RunArgs {
     output: Option<PathBuf>,
     force: bool,
     threads: usize,
+    resume: bool,
     quiet: bool,
 }
 
@@ -193,11 +206,22 @@ fn run_study(study: &Study, args: RunArgs, interrupt: &AtomicBool) -> Exit {
     let out = args.output.unwrap_or_else(|| study.output().to_path_buf());
     let opts = RunOptions {
         threads: args.threads,
-        force: args.force,
+        force: args.force || args.resume,
         progress: !args.quiet && std::io::stderr().is_terminal(),
         ..RunOptions::default()
     };
-    let kept = sweep::run::empty_results(study);
+    let kept = if args.resume {
+        match sweep::resume::kept(&out, study) {
+            Ok(kept) => kept,
+            Err(e) => return Exit::fail(1, e),
+        }
+    } else {
+        sweep::run::empty_results(study)
+    };
+    if args.resume {
+        let n = kept.iter().flatten().filter(|r| r.is_some()).count();
+        log::info!("resuming {}: {n} finished runs kept", out.display());
+    }
     match sweep::run::execute(study, &out, &opts, interrupt, kept) {
         Ok(status) => {
             println!("{}: {}", out.display(), status.name());

@@ -15,6 +15,7 @@ pub mod csv;
 pub mod dry_run;
 pub mod inspect;
 pub mod output;
+pub mod resume;
 
 pub mod run;
 

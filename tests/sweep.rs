@@ -206,7 +206,8 @@ fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
     // Two quick points, then two long ones that the interrupt lands in;
     // with the weights kept at the ends only, as the study files do.
     let text = "[output]\nends_only = true\n\
-                [task]\nd = 3\ndim = 10\n[network]\nhidden = 16\nactivations = [\"tanh\"]\n\
+                [task]\nd = 3\ndim = 10\n\
+                [network]\nhidden = 16\nactivations = [\"tanh\"]\n\
                 [flow]\nt_end = 20.0\nsaves = 8\n[sgd]\nsamples = 128\nbatch = 16\n\
                 [seeds]\nnetworks = [0, 1]\n\
                 [sweep]\n\"sgd.epochs\" = [4, 10000]\n\"task.c_fraction\" = [0.5, 1.0]\n";
@@ -276,4 +277,117 @@ fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
     for (name, value) in &clean {
         assert_eq!(&resumed[name], value, "{name} differs after --resume");
     }
+}
+
+/// Trajectories of the CI twins known to stop early, each with the reason
+/// it stops: the event-driven ReLU flow of the Fig. 1 set-up (hidden
+/// biases zero and frozen) runs into a Zeno cascade of kink events. When
+/// that is fixed this test fails and the entry goes.
+const KNOWN_STOPS: [(&str, &str, &str, &str); 1] = [("fig1", "relu", "flow", "failed")];
+
+/// The `task`/`runs` prefixes of a file: every point of a sweep, or the root.
+fn plan_prefixes(file: &File) -> Vec<String> {
+    let groups = file.root().groups().unwrap();
+    if !groups.iter().any(|g| g == "points") {
+        return vec![String::new()];
+    }
+    let points = file.group("points").unwrap().groups().unwrap();
+    points.iter().map(|p| format!("points/{p}/")).collect()
+}
+
+fn series(file: &File, path: &str) -> Vec<f64> {
+    file.dataset(path).unwrap().read_f64().unwrap()
+}
+
+#[test]
+fn every_ci_twin_runs_and_tanh_learns_every_aligned_task() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let dir = tempfile::tempdir().unwrap();
+    let mut twins = 0;
+    for entry in std::fs::read_dir(root.join("ci")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let study = root.join("study").join(format!("{name}.toml"));
+        assert!(
+            study.exists() || root.join(format!("{name}.toml")).exists(),
+            "{name}: a CI twin of no study file"
+        );
+        let out = dir.path().join(format!("{name}.h5"));
+        let r = repflow()
+            .args([
+                "-q",
+                "run",
+                path.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let known: Vec<_> = KNOWN_STOPS.iter().filter(|k| k.0 == name).collect();
+        let code = if known.is_empty() { 0 } else { 3 };
+        assert_eq!(r.status.code(), Some(code), "{name}: {r:?}");
+
+        let file = File::open(&out).unwrap();
+        let mut aligned_tanh = 0;
+        for prefix in plan_prefixes(&file) {
+            let aligned = attrs(&file, &format!("{prefix}task"))["alignment"]
+                .as_f64()
+                .unwrap()
+                > 1e-9;
+            for run in file
+                .group(&format!("{prefix}runs"))
+                .unwrap()
+                .groups()
+                .unwrap()
+            {
+                let run_attrs = attrs(&file, &format!("{prefix}runs/{run}"));
+                let activation = run_attrs["activation"].as_str().unwrap().to_string();
+                for kind in ["flow", "sgd"] {
+                    let g = format!("{prefix}runs/{run}/{kind}");
+                    let reason = attrs(&file, &g)["stop_reason"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    let expected = known
+                        .iter()
+                        .find(|k| k.1 == activation && k.2 == kind)
+                        .map_or("completed", |k| k.3);
+                    assert_eq!(reason, expected, "{name} {g}");
+                    if !(aligned && activation == "tanh") {
+                        continue;
+                    }
+                    let loss = series(&file, &format!("{g}/train_loss"));
+                    assert!(loss.last() < loss.first(), "{name} {g}: {loss:?}");
+                    if kind == "flow" {
+                        let acc = series(&file, &format!("{g}/accuracy"));
+                        assert_eq!(acc.last(), Some(&1.0), "{name} {g}");
+                        aligned_tanh += 1;
+                    }
+                }
+            }
+        }
+        assert!(aligned_tanh > 0, "{name}: no Tanh run on an aligned task");
+        twins += 1;
+    }
+    assert_eq!(twins, 11);
+}
+
+#[test]
+fn every_study_file_validates_and_says_what_it_reproduces_and_how_long() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/study");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        run_ok(&["validate", path.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# "), "{}: no comment", path.display());
+        assert!(
+            text.contains("# Takes about"),
+            "{}: no timing",
+            path.display()
+        );
+        assert!(text.contains("ends_only = true"), "{}", path.display());
+        count += 1;
+    }
+    assert_eq!(count, 10);
 }

@@ -51,13 +51,17 @@ pub fn describe(study: &Study) -> String {
         .iter()
         .map(|k| format!("{} ({} values)", k.key, k.values.len()))
         .collect();
-    let _ = writeln!(
-        s,
-        "{}: valid, {} points over {}",
-        study.source.file,
-        study.points.len(),
-        keys.join(" x ")
-    );
+    if study.is_sweep() {
+        let _ = writeln!(
+            s,
+            "{}: valid, {} points over {}",
+            study.source.file,
+            study.points.len(),
+            keys.join(" x ")
+        );
+    } else {
+        let _ = writeln!(s, "{}: valid, no [sweep]: one point", study.source.file);
+    }
 
     let mut header = format!("{:<7}", "point");
     for k in &study.keys {

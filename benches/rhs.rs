@@ -119,10 +119,17 @@ fn tanh_flow(c: &mut Criterion) {
         seed: 0,
         spectrum: Spectrum::Deterministic,
     });
-    let p = params(Dims { inputs: 100, hidden: 128, outputs: 1 });
+    let p = params(Dims {
+        inputs: 100,
+        hidden: 128,
+        outputs: 1,
+    });
     let model = Model::new(Activation::Tanh, Loss::Bce, &p, false);
     let cond = (task.inputs_view(), task.targets_view());
-    let data = FlowData { training: cond, conditions: cond };
+    let data = FlowData {
+        training: cond,
+        conditions: cond,
+    };
     let stop = AtomicBool::new(false);
     let mut group = c.benchmark_group("tanh_flow");
     group.sample_size(10);
@@ -136,7 +143,11 @@ fn tanh_flow(c: &mut Criterion) {
             reduced,
             plain_kinks: false,
         };
-        let name = if reduced { "paper_net_reduced" } else { "paper_net_full" };
+        let name = if reduced {
+            "paper_net_reduced"
+        } else {
+            "paper_net_full"
+        };
         group.bench_function(name, |b| {
             b.iter(|| repflow::flow::integrate(&model, &p, data, &settings, &stop))
         });

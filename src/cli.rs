@@ -1,4 +1,4 @@
-//! The command line: `repflow run`, `validate` and `inspect`.
+//! The command line: `repflow run`, `sweep`, `validate` and `inspect`.
 //!
 //! Exit codes: 0 when everything asked for completed; 1 on a runtime
 //! error (a file that cannot be written or read); 2 on bad input (a
@@ -14,8 +14,9 @@ use clap::{Parser, Subcommand};
 
 use crate::inspect;
 use crate::plan::Plan;
-use crate::run::{self, PlanStatus, RunError, RunOptions};
+use crate::run::{PlanStatus, RunError, RunOptions};
 use crate::scenario::Scenario;
+use crate::sweep::{self, Study, dry_run};
 
 /// Gradient-flow and SGD learning dynamics of one-hidden-layer networks.
 #[derive(Debug, Parser)]
@@ -49,8 +50,35 @@ pub enum Command {
         /// Worker threads (default: one per core).
         #[arg(short = 'j', long, default_value_t = 0)]
         threads: usize,
+        /// Keep the finished runs of an existing output file made from the
+        /// same scenario, run only the rest, and write the whole file.
+        #[arg(long)]
+        resume: bool,
     },
-    /// Check a scenario and print the resolved plan, without running it.
+    /// Run a sweep (a scenario with a [sweep] table), or list its points.
+    Sweep {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// List the points and estimate the work, without running.
+        #[arg(long)]
+        dry_run: bool,
+        /// The output file (default: the scenario's output.path, or
+        /// repflow-<name>.h5).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite the output file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Worker threads (default: one per core).
+        #[arg(short = 'j', long, default_value_t = 0)]
+        threads: usize,
+        /// Keep the finished runs of an existing output file made from the
+        /// same scenario, run only the rest, and write the whole file.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Check a scenario and print the resolved plan (or a sweep's points),
+    /// without running it.
     Validate {
         /// The scenario file (TOML).
         scenario: PathBuf,
@@ -94,52 +122,66 @@ pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
             output,
             force,
             threads,
+            resume,
         } => {
-            let (plan, out) = match load(scenario.as_deref()) {
-                Ok(plan) => {
-                    let out = output.unwrap_or_else(|| plan.output.clone());
-                    (plan, out)
-                }
+            let study = match load_study(scenario.as_deref()) {
+                Ok(study) => study,
                 Err(msg) => return Exit::fail(2, msg),
             };
-            let opts = RunOptions {
-                threads,
+            let run = RunArgs {
+                output,
                 force,
-                progress: !cli.quiet && std::io::stderr().is_terminal(),
-                ..RunOptions::default()
+                threads,
+                resume,
+                quiet: cli.quiet,
             };
-            match run::execute(&plan, &out, &opts, interrupt) {
-                Ok(status) => {
-                    println!("{}: {}", out.display(), status.name());
-                    match status {
-                        PlanStatus::Complete => Exit::ok(),
-                        PlanStatus::Incomplete => Exit {
-                            code: 3,
-                            message: Some(format!(
-                                "warning: some runs stopped early; `repflow inspect {}` says which",
-                                out.display()
-                            )),
-                        },
-                        PlanStatus::Interrupted => Exit {
-                            code: 130,
-                            message: Some(format!(
-                                "interrupted; {} holds what finished",
-                                out.display()
-                            )),
-                        },
-                    }
-                }
-                Err(e @ RunError::Exists(_)) => Exit::fail(2, e),
-                Err(e) => Exit::fail(1, e),
-            }
+            run_study(&study, run, interrupt)
         }
-        Command::Validate { scenario } => match load(Some(&scenario)) {
-            Ok(plan) => {
-                print!("{}", describe(&plan));
+        Command::Sweep {
+            scenario,
+            dry_run,
+            output,
+            force,
+            threads,
+            resume,
+        } => {
+            let study = match load_study(Some(&scenario)) {
+                Ok(study) => study,
+                Err(msg) => return Exit::fail(2, msg),
+            };
+            if dry_run {
+                print!("{}", dry_run::describe(&study));
+                return Exit::ok();
+            }
+            let run = RunArgs {
+                output,
+                force,
+                threads,
+                resume,
+                quiet: cli.quiet,
+            };
+            run_study(&study, run, interrupt)
+        }
+        Command::Validate { scenario } => match load_study(Some(&scenario)) {
+            Ok(study) if study.is_sweep() => {
+                print!("{}", dry_run::describe(&study));
+                Exit::ok()
+            }
+            Ok(study) => {
+                print!("{}", describe(&study.points[0].plan));
                 Exit::ok()
             }
             Err(msg) => Exit::fail(2, msg),
         },
+        Command::Inspect { file } if sweep::inspect::is_sweep(&file) => {
+            match sweep::inspect::summarise(&file) {
+                Ok(summary) => {
+                    print!("{summary}");
+                    Exit::ok()
+                }
+                Err(e) => Exit::fail(1, e),
+            }
+        }
         Command::Inspect { file } => match inspect::summarise(&file) {
             Ok(summary) => {
                 print!("{summary}");
@@ -147,6 +189,75 @@ pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
             }
             Err(e) => Exit::fail(1, e),
         },
+    }
+}
+
+/// The flags of `run` and `sweep`.
+struct RunArgs {
+    output: Option<PathBuf>,
+    force: bool,
+    threads: usize,
+    resume: bool,
+    quiet: bool,
+}
+
+/// Runs every point of a study and maps how it ended to an exit code.
+fn run_study(study: &Study, args: RunArgs, interrupt: &AtomicBool) -> Exit {
+    let out = args.output.unwrap_or_else(|| study.output().to_path_buf());
+    let opts = RunOptions {
+        threads: args.threads,
+        force: args.force || args.resume,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+        ..RunOptions::default()
+    };
+    let kept = if args.resume {
+        match sweep::resume::kept(&out, study) {
+            Ok(kept) => kept,
+            Err(e) => return Exit::fail(1, e),
+        }
+    } else {
+        sweep::run::empty_results(study)
+    };
+    if args.resume {
+        let n = kept.iter().flatten().filter(|r| r.is_some()).count();
+        log::info!("resuming {}: {n} finished runs kept", out.display());
+    }
+    match sweep::run::execute(study, &out, &opts, interrupt, kept) {
+        Ok(status) => {
+            println!("{}: {}", out.display(), status.name());
+            exit_for(status, &out)
+        }
+        Err(e @ RunError::Exists(_)) => Exit::fail(2, e),
+        Err(e) => Exit::fail(1, e),
+    }
+}
+
+fn exit_for(status: PlanStatus, out: &std::path::Path) -> Exit {
+    match status {
+        PlanStatus::Complete => Exit::ok(),
+        PlanStatus::Incomplete => Exit {
+            code: 3,
+            message: Some(format!(
+                "warning: some runs stopped early; `repflow inspect {}` says which",
+                out.display()
+            )),
+        },
+        PlanStatus::Interrupted => Exit {
+            code: 130,
+            message: Some(format!(
+                "interrupted; {} holds what finished",
+                out.display()
+            )),
+        },
+    }
+}
+
+/// Loads and resolves a scenario file with or without `[sweep]`, or the
+/// built-in default.
+fn load_study(path: Option<&std::path::Path>) -> Result<Study, String> {
+    match path {
+        Some(p) => Study::load(p).map_err(|e| e.to_string()),
+        None => load(None).map(Study::plain),
     }
 }
 

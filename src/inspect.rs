@@ -83,6 +83,12 @@ pub struct Summary {
 
 /// Reads the summary of a repflow file.
 pub fn summarise(path: &Path) -> Result<Summary, InspectError> {
+    summarise_at(path, "")
+}
+
+/// Reads the summary of the `task` and `runs` groups under `prefix`
+/// (`""` for a plain file, `points/p0003/` for a point of a sweep).
+pub fn summarise_at(path: &Path, prefix: &str) -> Result<Summary, InspectError> {
     let err = |message: String| InspectError::Read {
         path: path.display().to_string(),
         message,
@@ -97,7 +103,7 @@ pub fn summarise(path: &Path) -> Result<Summary, InspectError> {
     }
 
     let task_attrs = file
-        .group("task")
+        .group(&format!("{prefix}task"))
         .and_then(|g| g.attrs())
         .map_err(|e| err(e.to_string()))?;
     let mut task: Vec<(String, String)> = task_attrs
@@ -106,7 +112,9 @@ pub fn summarise(path: &Path) -> Result<Summary, InspectError> {
         .collect();
     task.sort();
 
-    let runs_group = file.group("runs").map_err(|e| err(e.to_string()))?;
+    let runs_group = file
+        .group(&format!("{prefix}runs"))
+        .map_err(|e| err(e.to_string()))?;
     let mut runs = Vec::new();
     for name in runs_group.groups().map_err(|e| err(e.to_string()))? {
         let g = runs_group.group(&name).map_err(|e| err(e.to_string()))?;

@@ -14,7 +14,8 @@
 //! - [`flow`]: the gradient flow; [`sgd`]: the SGD baseline;
 //! - [`geometry`]: representational measures;
 //! - [`output`]: the HDF5 layout, written and read back; [`run`]: runs a
-//!   plan in parallel and keeps the file valid whatever happens.
+//!   plan in parallel and keeps the file valid whatever happens;
+//! - [`sweep`]: `[sweep]` tables, their points, files and CSV summaries.
 #![deny(missing_docs)]
 
 pub mod activation;
@@ -30,5 +31,6 @@ pub mod run;
 pub mod scenario;
 pub mod seed;
 pub mod sgd;
+pub mod sweep;
 pub mod task;
 pub mod trajectory;

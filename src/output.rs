@@ -92,35 +92,68 @@ pub fn write(
 ) -> Result<(), OutputError> {
     let mut fb = FileBuilder::new();
     let finished = results.iter().filter(|r| r.is_some()).count();
+    file_attrs(&mut fb, status);
+    fb.set_attr("scenario", AttrValue::String(plan.scenario.to_toml()));
+    fb.set_attr(
+        "scenario_source",
+        AttrValue::String(plan.source.file.clone()),
+    );
+    fb.set_attr("runs_total", AttrValue::I64(plan.runs.len() as i64));
+    fb.set_attr("runs_finished", AttrValue::I64(finished as i64));
+
+    let (task, runs) = (fb.create_group("task"), fb.create_group("runs"));
+    let (task, runs) = plan_groups(task, runs, plan, results, storage);
+    fb.add_group(task);
+    fb.add_group(runs);
+    if let Some(groups) = add_groups(fb.create_group("groups"), plan, results) {
+        fb.add_group(groups);
+    }
+    commit(fb, path)
+}
+
+/// The root attributes every repflow file has: `format`,
+/// `format_version`, `repflow_version`, `created` and `status`.
+pub(crate) fn file_attrs(fb: &mut FileBuilder, status: &str) {
     fb.set_attr("format", AttrValue::String("repflow".into()));
     fb.set_attr("format_version", AttrValue::I64(FORMAT_VERSION));
     fb.set_attr(
         "repflow_version",
         AttrValue::String(env!("CARGO_PKG_VERSION").into()),
     );
-    fb.set_attr("scenario", AttrValue::String(plan.scenario.to_toml()));
-    fb.set_attr(
-        "scenario_source",
-        AttrValue::String(plan.source.file.clone()),
-    );
     fb.set_attr("created", AttrValue::String(utc_now()));
     fb.set_attr("status", AttrValue::String(status.into()));
-    fb.set_attr("runs_total", AttrValue::I64(plan.runs.len() as i64));
-    fb.set_attr("runs_finished", AttrValue::I64(finished as i64));
+}
 
-    let task = task_group(&mut fb, plan);
-    fb.add_group(task);
-    let mut runs = fb.create_group("runs");
+/// Fills the `task` and `runs` groups of one plan: the layout of a plain
+/// file's root and of each point of a sweep.
+pub(crate) fn plan_groups(
+    task: GroupBuilder,
+    mut runs: GroupBuilder,
+    plan: &Plan,
+    results: &[Option<RunResult>],
+    storage: Storage,
+) -> (hdf5_pure::FinishedGroup, hdf5_pure::FinishedGroup) {
+    let task = task_group(task, plan);
     for (spec, result) in plan.runs.iter().zip(results) {
         let run = run_group(&mut runs, plan, spec, result.as_ref(), storage);
         runs.add_group(run);
     }
-    fb.add_group(runs.finish());
-    if let Some(settings) = &plan.geometry {
-        let groups = groups_group(&mut fb, plan, results, settings.every);
-        fb.add_group(groups);
-    }
+    (task, runs.finish())
+}
 
+/// Adds the `groups` group (seed-averaged geometry) of one plan to its
+/// parent, when the plan measures geometry.
+pub(crate) fn add_groups(
+    parent: GroupBuilder,
+    plan: &Plan,
+    results: &[Option<RunResult>],
+) -> Option<hdf5_pure::FinishedGroup> {
+    let settings = plan.geometry.as_ref()?;
+    Some(groups_group(parent, plan, results, settings.every))
+}
+
+/// Writes the built file to `<path>.partial` and renames it over `path`.
+pub(crate) fn commit(fb: FileBuilder, path: &Path) -> Result<(), OutputError> {
     let partial = partial_path(path);
     fb.write(&partial).map_err(|source| OutputError::Hdf5 {
         path: partial.clone(),
@@ -139,10 +172,9 @@ pub fn partial_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn task_group(fb: &mut FileBuilder, plan: &Plan) -> hdf5_pure::FinishedGroup {
+fn task_group(mut g: GroupBuilder, plan: &Plan) -> hdf5_pure::FinishedGroup {
     let t = &plan.task;
     let p = t.conditions() as u64;
-    let mut g = fb.create_group("task");
     g.create_dataset("inputs")
         .with_f64_data(&t.inputs)
         .with_shape(&[p, t.dim as u64]);
@@ -163,12 +195,11 @@ fn task_group(fb: &mut FileBuilder, plan: &Plan) -> hdf5_pure::FinishedGroup {
 /// `/groups/<activation>/flow|sgd`: the seed-averaged kernel alignment
 /// of the finished runs of each activation.
 fn groups_group(
-    fb: &mut FileBuilder,
+    mut groups: GroupBuilder,
     plan: &Plan,
     results: &[Option<RunResult>],
     every: usize,
 ) -> hdf5_pure::FinishedGroup {
-    let mut groups = fb.create_group("groups");
     let mut names: Vec<&str> = plan.runs.iter().map(|r| r.activation().name()).collect();
     names.dedup();
     for name in names {

@@ -150,7 +150,7 @@ pub fn execute(
     Ok(status)
 }
 
-fn plan_status(all: &[Option<RunResult>], interrupted: bool) -> PlanStatus {
+pub(crate) fn plan_status(all: &[Option<RunResult>], interrupted: bool) -> PlanStatus {
     if interrupted {
         return PlanStatus::Interrupted;
     }
@@ -172,7 +172,7 @@ fn plan_status(all: &[Option<RunResult>], interrupted: bool) -> PlanStatus {
     }
 }
 
-fn progress_bar(visible: bool, len: u64) -> ProgressBar {
+pub(crate) fn progress_bar(visible: bool, len: u64) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }
@@ -187,7 +187,7 @@ fn progress_bar(visible: bool, len: u64) -> ProgressBar {
 }
 
 /// The flow and the SGD baseline of one network.
-fn run_one(
+pub(crate) fn run_one(
     plan: &Plan,
     spec: &RunSpec,
     interrupt: &AtomicBool,

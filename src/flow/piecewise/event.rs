@@ -218,7 +218,7 @@ fn settle(
     let (n, m, d) = (setup.n, setup.m as f64, setup.d);
     let cand: Vec<usize> = (0..on.len()).filter(|&a| on[a].candidate).collect();
     let points: Vec<usize> = cand.iter().map(|&a| on[a].point).collect();
-    let gram = augmented_gram(&setup.xs, d, &points);
+    let gram = augmented_gram(&setup.xs, d, &points, setup.bias_weight());
 
     // Non-candidates start on their current piece (below, if sliding).
     let mut side: Vec<usize> = on
@@ -308,7 +308,7 @@ pub(super) fn project(setup: &Setup<'_>, mode: &Mode, state: &mut [f64]) -> f64 
             continue;
         }
         let points: Vec<usize> = on.iter().map(|&(c, _)| c).collect();
-        let mut gram = augmented_gram(&setup.xs, d, &points);
+        let mut gram = augmented_gram(&setup.xs, d, &points, setup.bias_weight());
         if !cholesky(&mut gram, points.len()) {
             continue;
         }
@@ -326,7 +326,7 @@ pub(super) fn project(setup: &Setup<'_>, mode: &Mode, state: &mut [f64]) -> f64 
                     .iter_mut()
                     .zip(x)
                     .for_each(|(w, x)| *w -= lam * x);
-                state[n * d + i] -= lam;
+                state[n * d + i] -= lam * setup.bias_weight();
             }
         }
     }

@@ -47,6 +47,14 @@ pub(super) struct Setup<'a> {
 }
 
 impl<'a> Setup<'a> {
+    /// The weight of the constant input in `u = w . x + b`'s motion: 1
+    /// when the hidden biases learn, 0 when they are frozen (the Fig. 1
+    /// protocol), so that sliding and drift corrections move only what
+    /// the flow moves.
+    pub(super) fn bias_weight(&self) -> f64 {
+        if self.model.train_bias { 1.0 } else { 0.0 }
+    }
+
     /// The setup for training data `x` (`D x M`), `y` (`K x M`).
     pub fn new(
         model: &'a Model,
@@ -235,7 +243,8 @@ impl<'s, 'a> FrozenField<'s, 'a> {
                 continue;
             }
             let points: Vec<usize> = on.iter().map(|&(c, _)| c).collect();
-            let mut chol = augmented_gram(&setup.xs, setup.d, &points);
+            let mut chol =
+                augmented_gram(&setup.xs, setup.d, &points, setup.bias_weight());
             if !cholesky(&mut chol, points.len()) {
                 return None;
             }

@@ -64,14 +64,19 @@ pub(super) fn cholesky_solve(l: &[f64], n: usize, rhs: &mut [f64]) {
 
 /// The Gram matrix of the augmented inputs `(x_c, 1)` over `points`,
 /// column-major, from inputs stored column-major `D x M` in `xs`.
-pub(super) fn augmented_gram(xs: &[f64], d: usize, points: &[usize]) -> Vec<f64> {
+pub(super) fn augmented_gram(
+    xs: &[f64],
+    d: usize,
+    points: &[usize],
+    bias: f64,
+) -> Vec<f64> {
     let s = points.len();
     let mut g = vec![0.0; s * s];
     for (a, &ca) in points.iter().enumerate() {
         let xa = &xs[ca * d..(ca + 1) * d];
         for (b, &cb) in points.iter().enumerate().take(a + 1) {
             let xb = &xs[cb * d..(cb + 1) * d];
-            let v = dot(xa, xb) + 1.0;
+            let v = dot(xa, xb) + bias;
             g[a * s + b] = v;
             g[b * s + a] = v;
         }
@@ -278,7 +283,7 @@ mod tests {
         let xs = [
             1.0, 0.2, -0.3, 0.5, 1.1, 0.0, -0.7, 0.4, 0.9, 0.3, 0.3, -1.2,
         ];
-        let g = augmented_gram(&xs, 3, &[0, 1, 2, 3]);
+        let g = augmented_gram(&xs, 3, &[0, 1, 2, 3], 1.0);
         let lo = [0.0, -1.0, 0.0, 0.0];
         let hi = [1.0, 0.0, 2.0, 0.5];
         for q in [

@@ -1,0 +1,233 @@
+//! `--resume`: the finished runs of an earlier file, read back.
+//!
+//! A run is kept when the file holds it as `finished`, none of its
+//! trajectories was interrupted, and its plan (the point's resolved
+//! scenario, or the plain file's `scenario` attribute) is the same text
+//! as now. Its trajectories are read back into [`Trajectory`] values
+//! exactly as they were written, so that writing them again gives the
+//! same datasets bit for bit.
+//!
+//! Runs whose plan measures geometry are run again rather than kept,
+//! because their geometry series are not read back from the file.
+//!
+//! With `output.ends_only`, the file holds the weights at the first and
+//! last saved times only (`weights_t`). They are read back into rows 0
+//! and T - 1 of a `[T, ...]` array whose other rows are NaN; the writer
+//! stores only those two rows again, so the NaN rows never reach a file.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use hdf5_pure::{AttrValue, File, Group};
+
+use super::Study;
+use super::output::Results;
+use crate::output::RunResult;
+use crate::plan::Plan;
+use crate::trajectory::{EventKind, KinkEvent, Outcome, StopReason, Trajectory};
+
+/// An error reading the file to resume.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resume from {path}: {message}")]
+pub struct ResumeError {
+    /// The file.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The counts each kind of trajectory stores, in the order they are
+/// written.
+const COUNTS: [&str; 11] = [
+    "rhs_evals",
+    "accepted_steps",
+    "rejected_steps",
+    "events",
+    "segments",
+    "sliding_episodes",
+    "landings",
+    "steps",
+    "epochs",
+    "samples",
+    "batch",
+];
+
+/// The results to keep from `path` for every run of `study`; all `None`
+/// when the file does not exist.
+pub fn kept(path: &Path, study: &Study) -> Result<Results, ResumeError> {
+    let mut results = super::run::empty_results(study);
+    if !path.exists() {
+        return Ok(results);
+    }
+    let err = |message: String| ResumeError {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = File::open(path).map_err(|e| err(format!("not readable as HDF5: {e}")))?;
+    let root = file.root().attrs().map_err(|e| err(e.to_string()))?;
+    if text(&root, "format") != "repflow" {
+        return Err(err("not a repflow file".into()));
+    }
+
+    for (point, slot) in study.points.iter().zip(&mut results) {
+        let (prefix, attrs) = if study.is_sweep() {
+            let prefix = format!("points/{}/", point.name);
+            let Ok(g) = file.group(prefix.trim_end_matches('/')) else {
+                continue;
+            };
+            (prefix, g.attrs().map_err(|e| err(e.to_string()))?)
+        } else {
+            (String::new(), root.clone())
+        };
+        if text(&attrs, "scenario") != point.plan.scenario.to_toml() {
+            log::warn!("{}: its scenario changed, running it again", point.name);
+            continue;
+        }
+        for (spec, result) in point.plan.runs.iter().zip(slot.iter_mut()) {
+            let Ok(g) = file.group(&format!("{prefix}runs/{}", spec.name)) else {
+                continue;
+            };
+            *result = read_run(&g, &point.plan)
+                .map_err(|e| err(format!("{prefix}runs/{}: {e}", spec.name)))?;
+        }
+    }
+    Ok(results)
+}
+
+/// A finished, uninterrupted run, or `None`. Runs of a plan that
+/// measures geometry are not kept: the geometry series are not read back,
+/// so they are run again (deterministically, to the same datasets).
+fn read_run(g: &Group, plan: &Plan) -> Result<Option<RunResult>, hdf5_pure::Error> {
+    if plan.geometry.is_some() || text(&g.attrs()?, "status") != "finished" {
+        return Ok(None);
+    }
+    let mut result = RunResult::default();
+    if plan.flow.is_some() {
+        result.flow = Some(read_trajectory(&g.group("flow")?)?);
+    }
+    if plan.sgd.is_some() {
+        result.sgd = Some(read_trajectory(&g.group("sgd")?)?);
+    }
+    let interrupted = [&result.flow, &result.sgd].iter().any(|t| {
+        t.as_ref().is_some_and(|t| {
+            t.outcome
+                .as_ref()
+                .is_none_or(|o| o.reason == StopReason::Interrupted)
+        })
+    });
+    Ok((!interrupted).then_some(result))
+}
+
+fn read_trajectory(g: &Group) -> Result<Trajectory, hdf5_pure::Error> {
+    let attrs = g.attrs()?;
+    let names = g.datasets()?;
+    let has = |n: &str| names.iter().any(|d| d == n);
+    let f64s = |n: &str| -> Result<Vec<f64>, hdf5_pure::Error> {
+        if has(n) {
+            g.dataset(n)?.read_f64()
+        } else {
+            Ok(vec![])
+        }
+    };
+    let i64s = |n: &str| -> Result<Vec<i64>, hdf5_pure::Error> {
+        if has(n) {
+            g.dataset(n)?.read_i64()
+        } else {
+            Ok(vec![])
+        }
+    };
+
+    let t = f64s("t")?;
+    let weights_t = f64s("weights_t")?;
+    let rows = |all: Vec<f64>| expand_rows(all, &weights_t, &t);
+    let mut tr = Trajectory {
+        step: i64s("step")?.into_iter().map(|s| s as u64).collect(),
+        w: rows(f64s("W")?),
+        b: rows(f64s("b")?),
+        j: rows(f64s("J")?),
+        b_out: rows(f64s("b_out")?),
+        loss: f64s("loss")?,
+        train_loss: f64s("train_loss")?,
+        accuracy: f64s("accuracy")?,
+        hidden: f64s("hidden")?,
+        sliding: i64s("sliding")?.into_iter().map(|s| s as u32).collect(),
+        outcome: outcome(&attrs),
+        ..Trajectory::default()
+    };
+    tr.t = t;
+    if g.groups()?.iter().any(|n| n == "events") {
+        tr.events = read_events(&g.group("events")?)?;
+    }
+    Ok(tr)
+}
+
+/// The stored rows (at `weights_t`) placed at their rows of `t`, the rest
+/// NaN; the array itself when every row is stored.
+fn expand_rows(stored: Vec<f64>, weights_t: &[f64], t: &[f64]) -> Vec<f64> {
+    if stored.is_empty() || weights_t.len() == t.len() {
+        return stored;
+    }
+    let per = stored.len() / weights_t.len().max(1);
+    let mut all = vec![f64::NAN; per * t.len()];
+    for (r, wt) in weights_t.iter().enumerate() {
+        if let Some(row) = t.iter().rposition(|x| x.to_bits() == wt.to_bits()) {
+            all[row * per..(row + 1) * per]
+                .copy_from_slice(&stored[r * per..(r + 1) * per]);
+        }
+    }
+    all
+}
+
+fn outcome(attrs: &HashMap<String, AttrValue>) -> Option<Outcome> {
+    let name = text(attrs, "stop_reason");
+    let message = text(attrs, "stop_message");
+    let message = message.strip_prefix("failed: ").unwrap_or(&message);
+    let reason = StopReason::from_name(&name, message)?;
+    let f64_attr = |k: &str| attrs.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let counts = COUNTS
+        .iter()
+        .filter_map(|&k| {
+            let v = attrs.get(k).and_then(|v| v.as_i64())?;
+            Some((k, v as u64))
+        })
+        .collect();
+    Some(Outcome {
+        reason,
+        t_reached: f64_attr("t_reached"),
+        counts,
+        seconds: f64_attr("seconds"),
+    })
+}
+
+fn read_events(g: &Group) -> Result<Vec<KinkEvent>, hdf5_pure::Error> {
+    let t = g.dataset("t")?.read_f64()?;
+    let unit = g.dataset("unit")?.read_i64()?;
+    let point = g.dataset("point")?.read_i64()?;
+    let kink = g.dataset("kink")?.read_i64()?;
+    let kind = g.dataset("kind")?.read_i64()?;
+    let mut events = Vec::with_capacity(t.len());
+    for i in 0..t.len() {
+        let kind = match kind[i] {
+            0 => EventKind::CrossUp,
+            1 => EventKind::CrossDown,
+            2 => EventKind::StartSliding,
+            _ => EventKind::LeaveSliding,
+        };
+        events.push(KinkEvent {
+            t: t[i],
+            unit: unit[i] as usize,
+            point: point[i] as usize,
+            kink: kink[i] as usize,
+            kind,
+        });
+    }
+    Ok(events)
+}
+
+fn text(attrs: &HashMap<String, AttrValue>, key: &str) -> String {
+    attrs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string()
+}

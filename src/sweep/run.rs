@@ -1,0 +1,118 @@
+//! Running a study: every run of every point in one pool.
+//!
+//! The runs of all points (points x activations x seeds) go to one rayon
+//! pool with one progress bar. The file is written before the first run
+//! (every run pending), at checkpoints as runs finish, and at the end,
+//! always atomically, as [`crate::run::execute`] does for one plan. Runs
+//! whose results are already known (kept from an earlier file by
+//! `--resume`) are not run again.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::output::{self, Results};
+use super::{Study, csv};
+use crate::output::{OutputError, Storage};
+use crate::run::{self, PlanStatus, RunError, RunOptions};
+
+/// Runs every run of `study` missing from `kept` and writes `out`.
+///
+/// `kept` holds, per point and run, a result to keep (`--resume`), or
+/// `None` for a run to compute; pass [`empty_results`] to run everything.
+/// With results kept, `out` is overwritten whatever `opts.force` says.
+pub fn execute(
+    study: &Study,
+    out: &Path,
+    opts: &RunOptions,
+    interrupt: &AtomicBool,
+    kept: Results,
+) -> Result<PlanStatus, RunError> {
+    let resuming = kept.iter().flatten().any(|r| r.is_some());
+    if out.exists() && !opts.force && !resuming {
+        return Err(RunError::Exists(out.to_path_buf()));
+    }
+    let first = &study.points[0].plan.scenario.output;
+    let storage = Storage {
+        ends_only: first.ends_only,
+        no_hidden: first.no_hidden,
+    };
+    let jobs: Vec<(usize, usize)> = kept
+        .iter()
+        .enumerate()
+        .flat_map(|(p, runs)| {
+            runs.iter()
+                .enumerate()
+                .filter(|(_, r)| r.is_none())
+                .map(move |(r, _)| (p, r))
+        })
+        .collect();
+    let results = Mutex::new(kept);
+    output::write(out, study, &results.lock().unwrap(), "running", storage)?;
+
+    let plan0 = &study.points[0].plan;
+    let parts = u64::from(plan0.flow.is_some()) + u64::from(plan0.sgd.is_some());
+    let bar = run::progress_bar(opts.progress, jobs.len() as u64 * parts);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| RunError::Threads {
+            threads: opts.threads,
+            message: e.to_string(),
+        })?;
+
+    let last_write = Mutex::new(Instant::now());
+    let write_error: Mutex<Option<OutputError>> = Mutex::new(None);
+    pool.install(|| {
+        jobs.par_iter().for_each(|&(p, r)| {
+            let plan = &study.points[p].plan;
+            let result = run::run_one(plan, &plan.runs[r], interrupt, &bar);
+            let mut all = results.lock().unwrap();
+            all[p][r] = Some(result);
+            let mut last = last_write.lock().unwrap();
+            if last.elapsed() >= opts.checkpoint_every {
+                if let Err(e) = output::write(out, study, &all, "running", storage) {
+                    *write_error.lock().unwrap() = Some(e);
+                }
+                *last = Instant::now();
+            }
+        });
+    });
+    bar.finish_and_clear();
+
+    let all = results.into_inner().unwrap();
+    let status = study_status(&all, interrupt.load(Ordering::Relaxed));
+    output::write(out, study, &all, status.name(), storage)?;
+    csv::write(&csv::path_for(out), study, &all)?;
+    if let Some(e) = write_error.into_inner().unwrap() {
+        log::warn!("a checkpoint write failed, the final write succeeded: {e}");
+    }
+    Ok(status)
+}
+
+/// Interrupted, or incomplete when any point is, or complete.
+fn study_status(all: &Results, interrupted: bool) -> PlanStatus {
+    let statuses: Vec<PlanStatus> = all
+        .iter()
+        .map(|runs| run::plan_status(runs, interrupted))
+        .collect();
+    if interrupted {
+        PlanStatus::Interrupted
+    } else if statuses.contains(&PlanStatus::Incomplete) {
+        PlanStatus::Incomplete
+    } else {
+        PlanStatus::Complete
+    }
+}
+
+/// No result for any run of any point: run everything.
+pub fn empty_results(study: &Study) -> Results {
+    study
+        .points
+        .iter()
+        .map(|p| vec![None; p.plan.runs.len()])
+        .collect()
+}

@@ -1,0 +1,406 @@
+//! Sweeps from the outside: points, the index, the CSV, dry runs,
+//! interruption and `--resume`, and the scenario files under scenarios/.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdf5_pure::File;
+
+fn repflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_repflow"))
+}
+
+fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = repflow().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "repflow {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A value of a dataset: numbers as f64 bits, strings as they are.
+#[derive(Debug, PartialEq)]
+enum Values {
+    Bits(Vec<u64>),
+    Text(Vec<String>),
+}
+
+/// Every dataset of a file, by path.
+fn datasets(path: &Path) -> BTreeMap<String, (Vec<u64>, Values)> {
+    let file = File::open(path).unwrap();
+    let mut all = BTreeMap::new();
+    let mut stack = vec![String::new()];
+    while let Some(prefix) = stack.pop() {
+        let group = if prefix.is_empty() {
+            file.root()
+        } else {
+            file.group(&prefix).unwrap()
+        };
+        for name in group.datasets().unwrap() {
+            let full = format!("{prefix}/{name}");
+            let ds = file.dataset(&full).unwrap();
+            let values = match ds.read_f64() {
+                Ok(v) => Values::Bits(v.iter().map(|x| x.to_bits()).collect()),
+                Err(_) => match ds.read_i64() {
+                    Ok(v) => Values::Bits(v.iter().map(|&x| x as u64).collect()),
+                    Err(_) => Values::Text(ds.read_string().unwrap()),
+                },
+            };
+            all.insert(full, (ds.shape().unwrap(), values));
+        }
+        for name in group.groups().unwrap() {
+            stack.push(format!("{prefix}/{name}"));
+        }
+    }
+    all
+}
+
+fn attrs(
+    file: &File,
+    group: &str,
+) -> std::collections::HashMap<String, hdf5_pure::AttrValue> {
+    if group == "/" {
+        file.root().attrs().unwrap()
+    } else {
+        file.group(group).unwrap().attrs().unwrap()
+    }
+}
+
+const SWEEP: &str = "[task]\nd = 3\ndim = 10\n[network]\nhidden = 16\n\
+                     [flow]\nt_end = 20.0\nsaves = 8\n\
+                     [sgd]\nsamples = 128\nbatch = 16\nepochs = 4\n\
+                     [seeds]\nnetworks = [0, 1]\n\
+                     [sweep]\n\"task.c_fraction\" = [0.0, 1.0]\n\
+                     \"network.activations\" = [[\"tanh\"], [\"bounded_relu\"]]\n";
+
+#[test]
+fn a_sweep_writes_one_group_per_point_an_index_and_a_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "sweep.toml", SWEEP);
+    let out = dir.path().join("sweep.h5");
+    run_ok(&[
+        "-q",
+        "sweep",
+        s.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+
+    let ds = datasets(&out);
+    let c = &ds["/sweep/table/task.c_fraction"].1;
+    let bits = |xs: &[f64]| Values::Bits(xs.iter().map(|x| x.to_bits()).collect());
+    assert_eq!(
+        *c,
+        bits(&[0.0, 0.0, 1.0, 1.0]),
+        "the first key varies slowest"
+    );
+    let acts = Values::Text(
+        [
+            "[\"tanh\"]",
+            "[\"bounded_relu\"]",
+            "[\"tanh\"]",
+            "[\"bounded_relu\"]",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    assert_eq!(ds["/sweep/table/network.activations"].1, acts);
+    assert_eq!(
+        ds["/sweep/table/point"].1,
+        Values::Text(
+            ["p0000", "p0001", "p0002", "p0003"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    for (p, run) in [("p0000", "tanh-s0"), ("p0003", "bounded_relu-s1")] {
+        assert_eq!(ds[&format!("/points/{p}/task/inputs")].0, vec![8, 10]);
+        assert_eq!(
+            ds[&format!("/points/{p}/runs/{run}/init/W")].0,
+            vec![16, 10]
+        );
+        assert!(ds.contains_key(&format!("/points/{p}/runs/{run}/sgd/loss")));
+    }
+    // Each point's task is built from its own alignment.
+    assert_ne!(
+        ds["/points/p0000/task/inputs"],
+        ds["/points/p0002/task/inputs"]
+    );
+    let file = File::open(&out).unwrap();
+    let a = attrs(&file, "points/p0002");
+    assert_eq!(a["task.c_fraction"].as_f64(), Some(1.0));
+    assert_eq!(a["network.activations"].as_str(), Some("[\"tanh\"]"));
+    assert_eq!(attrs(&file, "/")["status"].as_str(), Some("complete"));
+
+    let csv = std::fs::read_to_string(dir.path().join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 4 * 2, "a header and one row per run");
+    assert!(lines[0].starts_with("point,task.c_fraction,network.activations,run,"));
+    assert!(
+        lines[8].starts_with("p0003,1.0,\"[\"\"bounded_relu\"\"]\",bounded_relu-s1,")
+    );
+    assert!(lines[8].contains(",completed,"), "{}", lines[8]);
+
+    let summary = run_ok(&["inspect", out.to_str().unwrap()]);
+    assert!(
+        summary.contains("== p0003: task.c_fraction = 1"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_dry_run_lists_the_points_and_the_work_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "sweep.toml", SWEEP);
+    let out = run_ok(&["sweep", s.to_str().unwrap(), "--dry-run"]);
+    assert!(out.contains("4 points"), "{out}");
+    assert!(out.contains("p0003   1.0"), "{out}");
+    // 4 points x 2 seeds; 8 saved times each; 4 epochs of 8 steps.
+    assert!(out.contains("work: 8 runs"), "{out}");
+    assert!(out.contains("64 saved states"), "{out}");
+    assert!(out.contains("sgd: 256 steps"), "{out}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_bad_sweep_is_rejected_before_any_work_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "bad.toml",
+        "[sweep]\n\"sgd.eta\" = [0.1]\n\"network.ub\" = [1.0, 0.0]\n",
+    );
+    let out_path = dir.path().join("bad.h5");
+    let r = repflow()
+        .args([
+            "sweep",
+            s.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("sweep point p0001 (sgd.eta = 0.1, network.ub = 0.0)"),
+        "{err}"
+    );
+    assert!(err.contains("bad.toml:3: key `network.ub` = 0"), "{err}");
+    assert!(!out_path.exists());
+}
+
+#[test]
+fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two quick points, then two long ones that the interrupt lands in;
+    // with the weights kept at the ends only, as the study files do.
+    // Geometry is off: runs that measure it are recomputed, not kept.
+    let text = "[output]\nends_only = true\n[geometry]\nenabled = false\n\
+                [task]\nd = 3\ndim = 10\n\
+                [network]\nhidden = 16\nactivations = [\"tanh\"]\n\
+                [flow]\nt_end = 20.0\nsaves = 8\n[sgd]\nsamples = 128\nbatch = 16\n\
+                [seeds]\nnetworks = [0, 1]\n\
+                [sweep]\n\"sgd.epochs\" = [4, 10000]\n\"task.c_fraction\" = [0.5, 1.0]\n";
+    let s = scenario(dir.path(), "long.toml", text);
+    let (out, clean) = (dir.path().join("long.h5"), dir.path().join("clean.h5"));
+    let args = [
+        "-q",
+        "run",
+        s.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-j",
+        "1",
+    ];
+    let mut child = repflow()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !out.exists() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+
+    let file = File::open(&out).unwrap();
+    assert_eq!(attrs(&file, "/")["status"].as_str(), Some("interrupted"));
+    let quick = attrs(&file, "points/p0000/runs/tanh-s1/sgd");
+    assert_eq!(quick["stop_reason"].as_str(), Some("completed"));
+    let interrupted = ["p0002", "p0003"].iter().any(|p| {
+        ["tanh-s0", "tanh-s1"].iter().any(|r| {
+            let a = attrs(&file, &format!("points/{p}/runs/{r}"));
+            let sgd = a["status"].as_str() == Some("finished")
+                && attrs(&file, &format!("points/{p}/runs/{r}/sgd"))["stop_reason"]
+                    .as_str()
+                    == Some("interrupted");
+            sgd || a["status"].as_str() == Some("pending")
+        })
+    });
+    assert!(
+        interrupted,
+        "the interrupt landed before the long runs ended"
+    );
+    let seconds = quick["seconds"].as_f64().unwrap();
+    drop(file);
+
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    run_ok(&resume);
+    run_ok(&[
+        "-q",
+        "run",
+        s.to_str().unwrap(),
+        "-o",
+        clean.to_str().unwrap(),
+    ]);
+
+    let file = File::open(&out).unwrap();
+    assert_eq!(attrs(&file, "/")["status"].as_str(), Some("complete"));
+    let kept = attrs(&file, "points/p0000/runs/tanh-s1/sgd");
+    assert_eq!(
+        kept["seconds"].as_f64(),
+        Some(seconds),
+        "a finished run is kept"
+    );
+    let (resumed, clean) = (datasets(&out), datasets(&clean));
+    assert_eq!(
+        resumed.keys().collect::<Vec<_>>(),
+        clean.keys().collect::<Vec<_>>()
+    );
+    assert!(resumed.len() > 60, "{} datasets", resumed.len());
+    for (name, value) in &clean {
+        assert_eq!(&resumed[name], value, "{name} differs after --resume");
+    }
+}
+
+/// Trajectories of the CI twins known to stop early, each with the reason
+/// it stops: the event-driven ReLU flow of the Fig. 1 set-up (hidden
+/// biases zero and frozen) runs into a Zeno cascade of kink events. When
+/// that is fixed this test fails and the entry goes.
+const KNOWN_STOPS: [(&str, &str, &str, &str); 1] = [("fig1", "relu", "flow", "failed")];
+
+/// The `task`/`runs` prefixes of a file: every point of a sweep, or the root.
+fn plan_prefixes(file: &File) -> Vec<String> {
+    let groups = file.root().groups().unwrap();
+    if !groups.iter().any(|g| g == "points") {
+        return vec![String::new()];
+    }
+    let points = file.group("points").unwrap().groups().unwrap();
+    points.iter().map(|p| format!("points/{p}/")).collect()
+}
+
+fn series(file: &File, path: &str) -> Vec<f64> {
+    file.dataset(path).unwrap().read_f64().unwrap()
+}
+
+#[test]
+fn every_ci_twin_runs_and_tanh_learns_every_aligned_task() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let dir = tempfile::tempdir().unwrap();
+    let mut twins = 0;
+    for entry in std::fs::read_dir(root.join("ci")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let study = root.join("study").join(format!("{name}.toml"));
+        assert!(
+            study.exists() || root.join(format!("{name}.toml")).exists(),
+            "{name}: a CI twin of no study file"
+        );
+        let out = dir.path().join(format!("{name}.h5"));
+        let r = repflow()
+            .args([
+                "-q",
+                "run",
+                path.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let known: Vec<_> = KNOWN_STOPS.iter().filter(|k| k.0 == name).collect();
+        let code = if known.is_empty() { 0 } else { 3 };
+        assert_eq!(r.status.code(), Some(code), "{name}: {r:?}");
+
+        let file = File::open(&out).unwrap();
+        let mut aligned_tanh = 0;
+        for prefix in plan_prefixes(&file) {
+            let aligned = attrs(&file, &format!("{prefix}task"))["alignment"]
+                .as_f64()
+                .unwrap()
+                > 1e-9;
+            for run in file
+                .group(&format!("{prefix}runs"))
+                .unwrap()
+                .groups()
+                .unwrap()
+            {
+                let run_attrs = attrs(&file, &format!("{prefix}runs/{run}"));
+                let activation = run_attrs["activation"].as_str().unwrap().to_string();
+                for kind in ["flow", "sgd"] {
+                    let g = format!("{prefix}runs/{run}/{kind}");
+                    let reason = attrs(&file, &g)["stop_reason"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    let expected = known
+                        .iter()
+                        .find(|k| k.1 == activation && k.2 == kind)
+                        .map_or("completed", |k| k.3);
+                    assert_eq!(reason, expected, "{name} {g}");
+                    if !(aligned && activation == "tanh") {
+                        continue;
+                    }
+                    let loss = series(&file, &format!("{g}/train_loss"));
+                    assert!(loss.last() < loss.first(), "{name} {g}: {loss:?}");
+                    if kind == "flow" {
+                        let acc = series(&file, &format!("{g}/accuracy"));
+                        assert_eq!(acc.last(), Some(&1.0), "{name} {g}");
+                        aligned_tanh += 1;
+                    }
+                }
+            }
+        }
+        assert!(aligned_tanh > 0, "{name}: no Tanh run on an aligned task");
+        twins += 1;
+    }
+    assert_eq!(twins, 11);
+}
+
+#[test]
+fn every_study_file_validates_and_says_what_it_reproduces_and_how_long() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/study");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        run_ok(&["validate", path.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# "), "{}: no comment", path.display());
+        assert!(
+            text.contains("# Takes about"),
+            "{}: no timing",
+            path.display()
+        );
+        assert!(text.contains("ends_only = true"), "{}", path.display());
+        count += 1;
+    }
+    assert_eq!(count, 10);
+}

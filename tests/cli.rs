@@ -328,3 +328,43 @@ fn every_shipped_scenario_validates() {
     }
     assert!(count >= 3);
 }
+
+#[test]
+fn the_csv_summary_carries_end_of_run_geometry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "small.toml", SMALL);
+    let out = dir.path().join("small.h5");
+    run_ok(&[
+        "-q",
+        "run",
+        s.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let csv = std::fs::read_to_string(dir.path().join("small.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "one row per run");
+    for kind in ["flow", "sgd"] {
+        for row in &rows {
+            let a_y: f64 = row[col(&format!("{kind}_target_alignment"))]
+                .parse()
+                .unwrap();
+            let ps: f64 = row[col(&format!("{kind}_parallelism"))].parse().unwrap();
+            assert!((0.0..=1.0).contains(&a_y), "{kind} a_y {a_y}");
+            assert!((-1.0..=1.0).contains(&ps), "{kind} PS {ps}");
+        }
+    }
+    // The CSV agrees with the file it summarises.
+    let file = File::open(&out).unwrap();
+    let stored = file
+        .dataset("runs/tanh-s0/flow/geometry/target_alignment")
+        .unwrap()
+        .read_f64()
+        .unwrap();
+    let row = rows.iter().find(|r| r[col("run")] == "tanh-s0").unwrap();
+    let a_y: f64 = row[col("flow_target_alignment")].parse().unwrap();
+    assert_eq!(a_y, *stored.last().unwrap());
+}

@@ -12,7 +12,13 @@
 //!   noise-free conditions, at the last saved time), `seconds`;
 //! - the work: `flow_rhs_evals`, `flow_accepted_steps`,
 //!   `flow_rejected_steps`, `flow_events` (kink events; 0 for smooth
-//!   flows) and `sgd_steps`, `sgd_epochs`.
+//!   flows) and `sgd_steps`, `sgd_epochs`;
+//! - the geometry at the last measured time, prefixed `flow_` and `sgd_`:
+//!   `target_alignment`, `input_alignment`, `participation_ratio`,
+//!   `parallelism` (maximising pairing) and `ccgp_pair` of the task's
+//!   first dichotomy (its first target bit), `shattering`,
+//!   `label_inheritance`, and `median_intra_inter` (the median over units
+//!   of the intra/inter projection ratio); empty when not measured.
 //!
 //! A field is empty when it does not apply (SGD disabled, a pending run).
 
@@ -21,8 +27,20 @@ use std::path::{Path, PathBuf};
 
 use super::output::Results;
 use super::{ShowValue, Study};
+use crate::geometry::series::GeometrySeries;
 use crate::output::{OutputError, partial_path};
 use crate::trajectory::Trajectory;
+
+const GEOMETRY: [&str; 8] = [
+    "target_alignment",
+    "input_alignment",
+    "participation_ratio",
+    "parallelism",
+    "ccgp_pair",
+    "shattering",
+    "label_inheritance",
+    "median_intra_inter",
+];
 
 const FLOW_COUNTS: [&str; 4] =
     ["rhs_evals", "accepted_steps", "rejected_steps", "events"];
@@ -43,6 +61,7 @@ pub fn summary(study: &Study, results: &Results) -> String {
         header.extend(fields.iter().map(|f| format!("{kind}_{f}")));
         header.push(format!("{kind}_seconds"));
         header.extend(counts.iter().map(|c| format!("{kind}_{c}")));
+        header.extend(GEOMETRY.iter().map(|g| format!("{kind}_{g}")));
     }
     let mut out = row(&header);
 
@@ -61,8 +80,12 @@ pub fn summary(study: &Study, results: &Results) -> String {
             fields.push(status.into());
             let flow = result.as_ref().and_then(|r| r.flow.as_ref());
             let sgd = result.as_ref().and_then(|r| r.sgd.as_ref());
+            let flow_geometry = result.as_ref().and_then(|r| r.flow_geometry.as_ref());
+            let sgd_geometry = result.as_ref().and_then(|r| r.sgd_geometry.as_ref());
             fields.extend(trajectory_fields(flow, &FLOW_COUNTS));
+            fields.extend(geometry_fields(flow_geometry));
             fields.extend(trajectory_fields(sgd, &SGD_COUNTS));
+            fields.extend(geometry_fields(sgd_geometry));
             out += &row(&fields);
         }
     }
@@ -105,6 +128,41 @@ fn trajectory_fields(tr: Option<&Trajectory>, counts: &[&str]) -> Vec<String> {
         });
     }
     f
+}
+
+/// The [`GEOMETRY`] columns at the last measured time.
+fn geometry_fields(g: Option<&GeometrySeries>) -> Vec<String> {
+    let Some(g) = g.filter(|g| !g.t.is_empty()) else {
+        return vec![String::new(); GEOMETRY.len()];
+    };
+    let rows = g.t.len();
+    let show = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:e}"));
+    let last = |v: &[f64]| show(v.last().copied());
+    // Per-dichotomy arrays are [T', n]: the last row's first entry.
+    let first_of_last_row = |v: &[f64]| {
+        let per = v.len() / rows;
+        show((per > 0).then(|| v[(rows - 1) * per]))
+    };
+    let median_ratio = {
+        let per = g.intra_inter_ratio.len() / rows;
+        let mut r: Vec<f64> = g.intra_inter_ratio[(rows - 1) * per..]
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        show((!r.is_empty()).then(|| r[r.len() / 2]))
+    };
+    vec![
+        last(&g.target_alignment),
+        last(&g.input_alignment),
+        last(&g.participation_ratio),
+        first_of_last_row(&g.parallelism_max),
+        first_of_last_row(&g.ccgp_pair),
+        last(&g.shattering),
+        last(&g.label_inheritance),
+        median_ratio,
+    ]
 }
 
 /// One CSV line; fields holding a comma, a quote or a newline are quoted.

@@ -368,3 +368,29 @@ fn the_csv_summary_carries_end_of_run_geometry() {
     let a_y: f64 = row[col("flow_target_alignment")].parse().unwrap();
     assert_eq!(a_y, *stored.last().unwrap());
 }
+
+#[test]
+fn a_task_file_from_data_trains_to_full_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/four_points.csv");
+    let text = format!(
+        "[task]\nkind = \"file\"\nfile = {:?}\n[network]\nhidden = 8\n\
+         [flow]\nt_end = 200.0\nsaves = 6\n[sgd]\nenabled = false\n",
+        data.display().to_string()
+    );
+    let s = scenario(dir.path(), "file.toml", &text);
+    let out = dir.path().join("file.h5");
+    run_ok(&[
+        "-q",
+        "run",
+        s.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let ds = datasets(&out);
+    assert_eq!(ds["/task/inputs"].0, vec![4, 3]);
+    for run in ["tanh-s0", "relu-s0"] {
+        let acc = &ds[&format!("/runs/{run}/flow/accuracy")].1;
+        assert_eq!(*acc.last().unwrap(), 1.0, "{run} separates the four points");
+    }
+}

@@ -380,9 +380,56 @@ fn every_ci_twin_runs_and_tanh_learns_every_aligned_task() {
             }
         }
         assert!(aligned_tanh > 0, "{name}: no Tanh run on an aligned task");
+        if name.starts_with("alignment_") {
+            check_study_directions(&file, &name);
+        }
         twins += 1;
     }
     assert_eq!(twins, 11);
+}
+
+/// The study's directions on an alignment twin, at every point with
+/// `c > 0`: the seed-mean final target alignment of the Tanh flow above
+/// ReLU's, and ReLU's input alignment above Tanh's.
+fn check_study_directions(file: &File, name: &str) {
+    let end = |g: &str| *series(file, g).last().unwrap();
+    for prefix in plan_prefixes(file) {
+        let c = attrs(file, &format!("{prefix}task"))["alignment"]
+            .as_f64()
+            .unwrap();
+        if c <= 1e-9 {
+            continue;
+        }
+        let runs = file
+            .group(&format!("{prefix}runs"))
+            .unwrap()
+            .groups()
+            .unwrap();
+        let mean = |act: &str, measure: &str| {
+            let of: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.starts_with(&format!("{act}-")))
+                .map(|r| end(&format!("{prefix}runs/{r}/flow/geometry/{measure}")))
+                .collect();
+            of.iter().sum::<f64>() / of.len() as f64
+        };
+        let (ty, ry) = (
+            mean("tanh", "target_alignment"),
+            mean("relu", "target_alignment"),
+        );
+        let (tx, rx) = (
+            mean("tanh", "input_alignment"),
+            mean("relu", "input_alignment"),
+        );
+        assert!(
+            ty > ry,
+            "{name} {prefix}: target alignment tanh {ty} relu {ry}"
+        );
+        assert!(
+            rx > tx,
+            "{name} {prefix}: input alignment relu {rx} tanh {tx}"
+        );
+    }
 }
 
 #[test]

@@ -339,7 +339,7 @@ impl VectorField for FrozenField<'_, '_> {
                 dwi.iter_mut()
                     .zip(setup.input(c))
                     .for_each(|(w, x)| *w -= scale * x);
-                *dbi -= scale;
+                *dbi -= scale * setup.bias_weight();
             }
 
             let margins = &mut sc.margins[unit.offset..unit.offset + s];

@@ -1,36 +1,19 @@
 //! The command line from the outside: runs, files, errors, interruption.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdf5_pure::File;
 
-fn repflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_repflow"))
-}
-
-fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+mod common;
+use common::{repflow, run_ok, scenario};
 
 const SMALL: &str = "[task]\nd = 3\ndim = 10\n[network]\nhidden = 16\nactivations = [\"tanh\", \"relu\"]\n\
                      [flow]\nt_end = 20.0\nsaves = 8\n\
                      [sgd]\nsamples = 128\nbatch = 16\nepochs = 8\n\
                      [seeds]\nnetworks = [0, 1]\n";
-
-fn run_ok(args: &[&str]) -> String {
-    let out = repflow().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "repflow {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Every dataset of a file, by path, as f64 (integers converted).
 fn datasets(path: &Path) -> BTreeMap<String, (Vec<u64>, Vec<f64>)> {

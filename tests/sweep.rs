@@ -2,31 +2,14 @@
 //! interruption and `--resume`, and the scenario files under scenarios/.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdf5_pure::File;
 
-fn repflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_repflow"))
-}
-
-fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = repflow().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "repflow {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::{repflow, run_ok, scenario};
 
 /// A value of a dataset: numbers as f64 bits, strings as they are.
 #[derive(Debug, PartialEq)]

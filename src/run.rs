@@ -15,17 +15,15 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rayon::prelude::*;
 
 use crate::flow;
 use crate::flow::smooth::FlowData;
 use crate::geometry::series::{GeometrySeries, measure};
-use crate::output::{self, OutputError, RunResult, Storage};
+use crate::output::{OutputError, RunResult};
 use crate::plan::{Plan, RunSpec};
 use crate::seed;
 use crate::sgd;
@@ -96,60 +94,20 @@ pub enum RunError {
     Output(#[from] OutputError),
 }
 
-/// Runs every network of `plan` and writes `out`.
+/// Runs every network of `plan` and writes `out` (and its CSV summary):
+/// the one-point case of [`crate::sweep::run::execute`].
 pub fn execute(
     plan: &Plan,
     out: &Path,
     opts: &RunOptions,
     interrupt: &AtomicBool,
 ) -> Result<PlanStatus, RunError> {
-    if out.exists() && !opts.force {
-        return Err(RunError::Exists(out.to_path_buf()));
-    }
-    let storage = Storage {
-        ends_only: plan.scenario.output.ends_only,
-        no_hidden: plan.scenario.output.no_hidden,
-    };
-    let results: Mutex<Vec<Option<RunResult>>> = Mutex::new(vec![None; plan.runs.len()]);
-    output::write(out, plan, &results.lock().unwrap(), "running", storage)?;
-
-    let parts = u64::from(plan.flow.is_some()) + u64::from(plan.sgd.is_some());
-    let bar = progress_bar(opts.progress, plan.runs.len() as u64 * parts);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
-        .map_err(|e| RunError::Threads {
-            threads: opts.threads,
-            message: e.to_string(),
-        })?;
-
-    let last_write = Mutex::new(Instant::now());
-    let write_error: Mutex<Option<OutputError>> = Mutex::new(None);
-    pool.install(|| {
-        plan.runs.par_iter().enumerate().for_each(|(i, spec)| {
-            let result = run_one(plan, spec, interrupt, &bar);
-            let mut all = results.lock().unwrap();
-            all[i] = Some(result);
-            let mut last = last_write.lock().unwrap();
-            if last.elapsed() >= opts.checkpoint_every {
-                if let Err(e) = output::write(out, plan, &all, "running", storage) {
-                    *write_error.lock().unwrap() = Some(e);
-                }
-                *last = Instant::now();
-            }
-        });
-    });
-    bar.finish_and_clear();
-
-    let all = results.into_inner().unwrap();
-    let status = plan_status(&all, interrupt.load(Ordering::Relaxed));
-    output::write(out, plan, &all, status.name(), storage)?;
-    if let Some(e) = write_error.into_inner().unwrap() {
-        log::warn!("a checkpoint write failed, the final write succeeded: {e}");
-    }
-    Ok(status)
+    let study = crate::sweep::Study::plain(plan.clone());
+    let everything = crate::sweep::run::empty_results(&study);
+    crate::sweep::run::execute(&study, out, opts, interrupt, everything)
 }
 
+/// Interrupted, complete when every trajectory completed, else incomplete.
 pub(crate) fn plan_status(all: &[Option<RunResult>], interrupted: bool) -> PlanStatus {
     if interrupted {
         return PlanStatus::Interrupted;

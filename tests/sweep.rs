@@ -187,9 +187,9 @@ fn a_bad_sweep_is_rejected_before_any_work_with_its_line() {
 fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
     let dir = tempfile::tempdir().unwrap();
     // Two quick points, then two long ones that the interrupt lands in;
-    // with the weights kept at the ends only, as the study files do.
-    // Geometry is off: runs that measure it are recomputed, not kept.
-    let text = "[output]\nends_only = true\n[geometry]\nenabled = false\n\
+    // with the weights kept at the ends only and geometry measured, as
+    // the study files do: kept runs keep their geometry series.
+    let text = "[output]\nends_only = true\n[geometry]\nevery = 2\n\
                 [task]\nd = 3\ndim = 10\n\
                 [network]\nhidden = 16\nactivations = [\"tanh\"]\n\
                 [flow]\nt_end = 20.0\nsaves = 8\n[sgd]\nsamples = 128\nbatch = 16\n\
@@ -270,6 +270,11 @@ fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
         clean.keys().collect::<Vec<_>>()
     );
     assert!(resumed.len() > 60, "{} datasets", resumed.len());
+    let kept_geometry = "/points/p0000/runs/tanh-s1/sgd/geometry/target_alignment";
+    assert!(
+        resumed.contains_key(kept_geometry),
+        "{kept_geometry} missing"
+    );
     for (name, value) in &clean {
         assert_eq!(&resumed[name], value, "{name} differs after --resume");
     }

@@ -31,7 +31,7 @@
 //! saved time and measures the averaged kernel's alignment with `K_x` and
 //! `K_y`.
 
-use hdf5_pure::{AttrValue, GroupBuilder};
+use hdf5_pure::{AttrValue, Group, GroupBuilder};
 
 use super::abstraction::{
     CcgpSplit, NoiseProtocol, ccgp, min_distance_pairs, parallelism_max,
@@ -197,18 +197,13 @@ pub fn measure(
     tr: &Trajectory,
     settings: &GeometrySettings,
 ) -> GeometrySeries {
-    let (p, n) = (task.conditions(), model.dims.hidden);
+    let p = task.conditions();
+    let n = model.dims.hidden;
     let rows = measured_rows(tr.len(), settings.every);
-    let dichotomies = task_dichotomies(task);
     let mut s = GeometrySeries {
-        settings: settings.clone(),
-        shape: (p, n),
         t: rows.iter().map(|&r| tr.t[r]).collect(),
-        dichotomy_names: dichotomy_names(task, &dichotomies),
-        ccgp_pairs: dichotomies.iter().map(|l| ccgp_pairs(task, l)).collect(),
-        dichotomies,
         rows: rows.clone(),
-        ..empty()
+        ..skeleton(task, model, settings)
     };
 
     for &r in &rows {
@@ -224,6 +219,20 @@ pub fn measure(
         s.field = Some(field_at_start(&s, task, model, tr));
     }
     s
+}
+
+/// A series of `model` on `task` with no measured time: what the task
+/// and the settings fix (shape, dichotomies and their CCGP pairs).
+fn skeleton(task: &Task, model: &Model, settings: &GeometrySettings) -> GeometrySeries {
+    let dichotomies = task_dichotomies(task);
+    GeometrySeries {
+        settings: settings.clone(),
+        shape: (task.conditions(), model.dims.hidden),
+        dichotomy_names: dichotomy_names(task, &dichotomies),
+        ccgp_pairs: dichotomies.iter().map(|l| ccgp_pairs(task, l)).collect(),
+        dichotomies,
+        ..empty()
+    }
 }
 
 fn empty() -> GeometrySeries {
@@ -640,6 +649,68 @@ fn write_attrs(g: &mut GroupBuilder, s: &GeometrySeries) {
     g.set_attr("cluster_angle", AttrValue::F64(st.cluster_angle));
     g.set_attr("every", AttrValue::I64(st.every as i64));
     g.set_attr("seed", AttrValue::I64(st.seed as i64));
+}
+
+/// The series [`write_group`] wrote as the `geometry` subgroup of
+/// `parent`, measured on `task` with `model` and `settings`: the same
+/// value, bit for bit, as the one written. A parent without the subgroup
+/// gives the empty series (what an empty trajectory measures).
+pub fn read_group(
+    parent: &Group,
+    task: &Task,
+    model: &Model,
+    settings: &GeometrySettings,
+) -> Result<GeometrySeries, hdf5_pure::Error> {
+    let mut s = skeleton(task, model, settings);
+    if !parent.groups()?.iter().any(|g| g == "geometry") {
+        return Ok(s);
+    }
+    let g = parent.group("geometry")?;
+    let names = g.datasets()?;
+    let f64s = |n: &str| -> Result<Vec<f64>, hdf5_pure::Error> {
+        if names.iter().any(|d| d == n) {
+            g.dataset(n)?.read_f64()
+        } else {
+            Ok(vec![])
+        }
+    };
+    let i64s = |n: &str| -> Result<Vec<i64>, hdf5_pure::Error> {
+        if names.iter().any(|d| d == n) {
+            g.dataset(n)?.read_i64()
+        } else {
+            Ok(vec![])
+        }
+    };
+    s.t = f64s("t")?;
+    s.rows = i64s("rows")?.into_iter().map(|r| r as usize).collect();
+    s.target_alignment = f64s("target_alignment")?;
+    s.input_alignment = f64s("input_alignment")?;
+    s.plane = f64s("plane")?;
+    s.plane_radius = f64s("plane_radius")?;
+    s.plane_angle = f64s("plane_angle")?;
+    s.participation_ratio = f64s("participation_ratio")?;
+    s.sparsity = f64s("sparsity")?;
+    s.shattering = f64s("shattering")?;
+    s.parallelism_max = f64s("parallelism_max")?;
+    s.parallelism_min_distance = f64s("parallelism_min_distance")?;
+    s.ccgp_pair = f64s("ccgp_pair")?;
+    s.ccgp_half = f64s("ccgp_half")?;
+    s.projection_inter = f64s("projection_inter")?;
+    s.projection_intra = f64s("projection_intra")?;
+    s.intra_inter_ratio = f64s("intra_inter_ratio")?;
+    s.activation_patterns = i64s("activation_patterns")?;
+    s.distinct_directions = i64s("distinct_directions")?;
+    s.label_inheritance = f64s("label_inheritance")?;
+    if g.groups()?.iter().any(|n| n == "field") {
+        let f = g.group("field")?;
+        s.field = Some(Field {
+            alphas: f.dataset("alpha")?.read_f64()?,
+            betas: f.dataset("beta")?.read_f64()?,
+            d_alpha: f.dataset("d_alpha")?.read_f64()?,
+            d_beta: f.dataset("d_beta")?.read_f64()?,
+        });
+    }
+    Ok(s)
 }
 
 /// Writes a group's seed-averaged alignment as datasets of `parent`.

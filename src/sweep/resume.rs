@@ -7,8 +7,8 @@
 //! exactly as they were written, so that writing them again gives the
 //! same datasets bit for bit.
 //!
-//! Runs whose plan measures geometry are run again rather than kept,
-//! because their geometry series are not read back from the file.
+//! When the plan measures geometry, each kept trajectory's geometry
+//! series is read back too, so it is neither measured again nor lost.
 //!
 //! With `output.ends_only`, the file holds the weights at the first and
 //! last saved times only (`weights_t`). They are read back into rows 0
@@ -22,8 +22,9 @@ use hdf5_pure::{AttrValue, File, Group};
 
 use super::Study;
 use super::output::Results;
+use crate::geometry::series::read_group;
 use crate::output::RunResult;
-use crate::plan::Plan;
+use crate::plan::{Plan, RunSpec};
 use crate::trajectory::{EventKind, KinkEvent, Outcome, StopReason, Trajectory};
 
 /// An error reading the file to resume.
@@ -87,26 +88,41 @@ pub fn kept(path: &Path, study: &Study) -> Result<Results, ResumeError> {
             let Ok(g) = file.group(&format!("{prefix}runs/{}", spec.name)) else {
                 continue;
             };
-            *result = read_run(&g, &point.plan)
+            *result = read_run(&g, &point.plan, spec)
                 .map_err(|e| err(format!("{prefix}runs/{}: {e}", spec.name)))?;
         }
     }
     Ok(results)
 }
 
-/// A finished, uninterrupted run, or `None`. Runs of a plan that
-/// measures geometry are not kept: the geometry series are not read back,
-/// so they are run again (deterministically, to the same datasets).
-fn read_run(g: &Group, plan: &Plan) -> Result<Option<RunResult>, hdf5_pure::Error> {
-    if plan.geometry.is_some() || text(&g.attrs()?, "status") != "finished" {
+/// A finished, uninterrupted run, or `None`.
+fn read_run(
+    g: &Group,
+    plan: &Plan,
+    spec: &RunSpec,
+) -> Result<Option<RunResult>, hdf5_pure::Error> {
+    // The seed-averaged kernels are measured on the hidden responses, so
+    // a file without them cannot stand in for the run.
+    let no_hidden = plan.geometry.is_some() && plan.scenario.output.no_hidden;
+    if no_hidden || text(&g.attrs()?, "status") != "finished" {
         return Ok(None);
     }
+    let geometry = |g: &Group| {
+        plan.geometry
+            .as_ref()
+            .map(|settings| read_group(g, &plan.task, &spec.model, settings))
+            .transpose()
+    };
     let mut result = RunResult::default();
     if plan.flow.is_some() {
-        result.flow = Some(read_trajectory(&g.group("flow")?)?);
+        let flow = g.group("flow")?;
+        result.flow = Some(read_trajectory(&flow)?);
+        result.flow_geometry = geometry(&flow)?;
     }
     if plan.sgd.is_some() {
-        result.sgd = Some(read_trajectory(&g.group("sgd")?)?);
+        let sgd = g.group("sgd")?;
+        result.sgd = Some(read_trajectory(&sgd)?);
+        result.sgd_geometry = geometry(&sgd)?;
     }
     let interrupted = [&result.flow, &result.sgd].iter().any(|t| {
         t.as_ref().is_some_and(|t| {

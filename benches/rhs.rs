@@ -133,20 +133,19 @@ fn tanh_flow(c: &mut Criterion) {
     let stop = AtomicBool::new(false);
     let mut group = c.benchmark_group("tanh_flow");
     group.sample_size(10);
-    for reduced in [false, true] {
+    for (name, reduced, solver) in [
+        ("paper_net_full", false, Solver::Dopri5),
+        ("paper_net_reduced", true, Solver::Dopri5),
+        ("paper_net_reduced_dop853", true, Solver::Dop853),
+    ] {
         let settings = FlowSettings {
-            solver: Solver::Dopri5,
+            solver,
             rtol: 1e-8,
             atol: 1e-10,
             max_steps: 1_000_000,
             save_times: repflow::trajectory::log_spaced_times(1000.0, 60, 4.0),
             reduced,
             plain_kinks: false,
-        };
-        let name = if reduced {
-            "paper_net_reduced"
-        } else {
-            "paper_net_full"
         };
         group.bench_function(name, |b| {
             b.iter(|| repflow::flow::integrate(&model, &p, data, &settings, &stop))

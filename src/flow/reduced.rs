@@ -17,7 +17,8 @@
 //! when it trains on the conditions themselves; a flow on noisy samples,
 //! which span the whole input space, runs in full.
 
-use faer::MatRef;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use nalgebra::DMatrix;
 
 use crate::network::{Dims, Model, Params};
@@ -91,14 +92,20 @@ impl Reduction {
             ..
         } = self.full_init.dims;
         let r = self.rank();
-        let w0 = DMatrix::from_row_slice(n, d, &self.full_init.w);
-        let z0 = DMatrix::from_row_slice(n, r, &self.init.w);
+        let q = MatRef::from_column_major_slice(self.basis.as_slice(), d, r);
         let mut full = Vec::with_capacity(tr.w.len() / r * d);
+        let mut dz = vec![0.0; n * r];
         for zt in tr.w.chunks_exact(n * r) {
             // W(t) = W(0) + (Z(t) - Z(0)) Q^T: exactly W(0) at the start.
-            let dz = DMatrix::from_row_slice(n, r, zt) - &z0;
-            let w = &w0 + dz * self.basis.transpose();
-            full.extend(row_major(&w));
+            // Row-major W is column-major W^T = W(0)^T + Q (Z - Z(0))^T.
+            dz.iter_mut()
+                .zip(zt.iter().zip(&self.init.w))
+                .for_each(|(d, (z, z0))| *d = z - z0);
+            let start = full.len();
+            full.extend_from_slice(&self.full_init.w);
+            let wt = MatMut::from_column_major_slice_mut(&mut full[start..], d, n);
+            let dzt = MatRef::from_column_major_slice(&dz, r, n);
+            matmul(wt, Accum::Add, q, dzt, 1.0, Par::Seq);
         }
         tr.w = full;
         tr

@@ -12,9 +12,12 @@ use super::*;
 use crate::activation::Activation;
 use crate::flow::integrator::Solver;
 use crate::network::{Dims, Loss, Workspace};
+use crate::plan::Plan;
+use crate::scenario::{Scenario, Source};
 use crate::seed;
 use crate::task::Task;
 use crate::task::cube::{CubeSpec, Spectrum, cube, max_alignment};
+use crate::trajectory::log_spaced_times;
 
 fn settings(rtol: f64, atol: f64, save_times: Vec<f64>) -> FlowSettings {
     FlowSettings {
@@ -585,4 +588,88 @@ fn an_arrival_on_a_kink_is_decided_with_the_bias_push_only_when_the_bias_learns(
     let (du0, margin) = sliding.unwrap();
     assert!(du0.abs() < 1e-15, "{du0}");
     assert!((margin - 0.25).abs() < 1e-15, "{margin}");
+}
+
+/// The Fig. 1 protocol as `scenarios/ci/fig1.toml` runs it: the
+/// four-condition task in `D = 20`, `N = 32` ReLU units, `W ~ U(-1/sqrt(D),
+/// 1/sqrt(D))`, hidden biases zero and frozen, balanced frozen readout.
+fn fig1_net(seed: u64) -> (Task, Params, Model) {
+    let text = format!(
+        "[task]\nkind = \"fig1\"\ndim = 20\n\
+         [network]\nactivations = [\"relu\"]\nhidden = 32\ntrain_bias = false\n\
+         [init]\nscheme = \"fig1\"\n[seeds]\nnetworks = [{seed}]\n"
+    );
+    let src = Source {
+        file: "fig1.toml".into(),
+        text,
+    };
+    let plan = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap();
+    let run = plan.runs.into_iter().next().unwrap();
+    (plan.task, run.init, run.model)
+}
+
+fn assert_loss_never_rises(tr: &Trajectory, what: &str) {
+    for (s, pair) in tr.loss.windows(2).enumerate() {
+        assert!(
+            pair[1] <= pair[0] * (1.0 + 1e-9),
+            "{what}: loss rose at t = {}: {pair:?}",
+            tr.t[s + 1]
+        );
+    }
+}
+
+#[test]
+fn the_fig1_protocol_with_frozen_zero_biases_flows_to_the_end_with_falling_loss() {
+    // Before the event decision left frozen biases out of the velocities,
+    // seed 0 stopped in a Zeno cascade at t = 0.18 and seed 1 at t = 2.6.
+    let atol = 1e-10;
+    for seed in [0, 1] {
+        let (task, init, model) = fig1_net(seed);
+        assert!(!model.train_bias && init.b.iter().all(|&b| b == 0.0));
+        let (x, y) = (task.inputs_view(), task.targets_view());
+        let times = log_spaced_times(200.0, 30, 4.0);
+        let (first, drift) =
+            run(&model, &init, x, y, &settings(1e-8, atol, times.clone()));
+        let outcome = first.outcome.as_ref().unwrap();
+        assert_eq!(outcome.reason, StopReason::Completed, "seed {seed}");
+        assert!(
+            drift.max_drift < atol,
+            "seed {seed}: drift {:e}",
+            drift.max_drift
+        );
+        assert!(count(&first, "sliding_episodes") > 0, "seed {seed}");
+        assert!(
+            first.b.iter().all(|&b| b == 0.0),
+            "seed {seed}: a bias moved"
+        );
+        eprintln!("fig1 seed {seed}: {:?}", outcome.counts);
+
+        // Saved at every event as well, in full and reduced coordinates.
+        let mut at_events: Vec<f64> = first.events.iter().map(|e| e.t).collect();
+        at_events.extend(&times);
+        at_events.sort_by(f64::total_cmp);
+        at_events.dedup();
+        for reduced in [false, true] {
+            let mut s = settings(1e-8, atol, at_events.clone());
+            s.reduced = reduced;
+            let data = FlowData {
+                training: (x, y),
+                conditions: (x, y),
+            };
+            let tr =
+                crate::flow::integrate(&model, &init, data, &s, &AtomicBool::new(false));
+            let what = format!("seed {seed}, reduced {reduced}");
+            let outcome = tr.outcome.as_ref().unwrap();
+            assert_eq!(outcome.reason, StopReason::Completed, "{what}");
+            assert_eq!(tr.reduced_rank > 0, reduced, "{what}");
+            assert_loss_never_rises(&tr, &what);
+        }
+    }
+}
+
+#[test]
+fn the_fig1_flow_with_frozen_biases_agrees_with_extrapolated_gradient_descent() {
+    let (task, init, model) = fig1_net(1);
+    let flow = check_against_gd(&task, &init, &model, 5.0, 0.002, 1e-4);
+    assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
 }

@@ -6,6 +6,12 @@
 //! point on a kink changes the sliding coefficients of the others, and a
 //! point whose coefficient jumps outside its interval at that instant must
 //! leave now; a sign-change test on the coefficients would never see it.
+//!
+//! The decision must work with exactly the velocities the frozen field of
+//! [`super::mode`] integrates, a frozen bias's zero velocity included. If
+//! it holds a point whose coefficient the field puts outside its interval,
+//! the field's release is found at the first instant of the next segment,
+//! re-decided the same way, and time stops (a Zeno cascade).
 
 use super::mode::{Mode, Pair, Setup};
 use super::sliding::{Bound, augmented_gram, box_qp, cholesky, cholesky_solve, dot};
@@ -148,11 +154,7 @@ fn decide_unit(
         let Pair::Free(p) = mode.pairs[c * n + i] else {
             unreachable!("pairs off the kinks are free")
         };
-        add_scaled(
-            &mut agg,
-            g[c] * setup.piece_slopes[p as usize],
-            setup.input(c),
-        );
+        add_push(setup, &mut agg, g[c] * setup.piece_slopes[p as usize], c);
     }
 
     let decided = settle(setup, mode, i, &on, &agg);
@@ -198,11 +200,15 @@ fn pairs_on_kinks(
         .collect()
 }
 
-/// `acc[..D] += s x`, `acc[D] += s`.
-fn add_scaled(acc: &mut [f64], s: f64, x: &[f64]) {
-    let d = x.len();
+/// Adds `s` times point `c`'s push on `(w_i, b_i)` to `acc`: `acc[..D]
+/// += s x_c`, and `acc[D] += s` only when the biases learn. A frozen bias
+/// takes no push, so the velocity `-(x_c . acc[..D] + acc[D]) / M` the
+/// decision works with is the one the frozen field integrates.
+fn add_push(setup: &Setup<'_>, acc: &mut [f64], s: f64, c: usize) {
+    let d = setup.d;
+    let x = setup.input(c);
     acc[..d].iter_mut().zip(x).for_each(|(a, x)| *a += s * x);
-    acc[d] += s;
+    acc[d] += s * setup.bias_weight();
 }
 
 /// Chooses the new state of each pair on a kink: the sliding candidates by
@@ -233,7 +239,7 @@ fn settle(
         let mut fixed = agg.to_vec();
         for (a, pk) in on.iter().enumerate().filter(|(_, pk)| !pk.candidate) {
             let slope = setup.piece_slopes[side[a]];
-            add_scaled(&mut fixed, pk.g * slope, setup.input(pk.point));
+            add_push(setup, &mut fixed, pk.g * slope, pk.point);
         }
         // The velocity of u_c from the fixed part: -(x_c . a + a_D) / M.
         let vel = |c: usize, acc: &[f64]| -(dot(&acc[..d], setup.input(c)) + acc[d]) / m;
@@ -255,7 +261,7 @@ fn settle(
 
         let mut with_beta = fixed.clone();
         for (b, &c) in beta.iter().zip(&points) {
-            add_scaled(&mut with_beta, *b, setup.input(c));
+            add_push(setup, &mut with_beta, *b, c);
         }
         let mut moved = false;
         for (a, pk) in on.iter().enumerate() {

@@ -20,13 +20,15 @@
 //! the augmented inputs `(x_c, 1)` of its points on kinks, solved as a box
 //! constrained quadratic programme by projected Gauss-Seidel followed by an
 //! exact solve on the active set ([`sliding`]); see Dieci and Lopez
-//! (2009, 2011) for sliding on several surfaces at once. A trained readout
-//! changes nothing here: the gradient of `J` and `b_out` depends on `h`,
-//! which is continuous across kinks. Inside a mode the sliding
-//! pre-activations are linear invariants of the frozen field, which
-//! Runge-Kutta methods keep to rounding; at every segment start and saved
-//! time they are projected back onto their kinks by the smallest change of
-//! `(w_i, b_i)`.
+//! (2009, 2011) for sliding on several surfaces at once. With the hidden
+//! biases frozen (the Fig. 1 protocol) only `w_i` moves, and the augmented
+//! inputs are the `x_c` alone. A trained readout changes nothing here: the
+//! gradient of `J` and `b_out` depends on `h`, which is continuous across
+//! kinks. Inside a mode the sliding pre-activations are linear invariants
+//! of the frozen field, which Runge-Kutta methods keep to rounding; at
+//! every segment start and saved time they are projected back onto their
+//! kinks by the smallest change of `(w_i, b_i)` (of `w_i` when `b_i` is
+//! frozen).
 //!
 //! Work: each located event costs about two landings (short solves from
 //! the step start), and these dominate the right-hand-side count of a run
@@ -38,13 +40,14 @@
 //! (releases, where the field is continuous, so a time error enters the
 //! state only to second order). Assumptions: the augmented inputs of the
 //! points one unit holds on its kinks are linearly independent (at most
-//! `D + 1` of them in general position), and no point reaches a kink
-//! exactly tangentially. References: A. F. Filippov, *Differential
-//! Equations with Discontinuous Righthand Sides*, Kluwer 1988; L. Dieci and
-//! L. Lopez, "Sliding motion in Filippov differential systems", J. Comput.
-//! Appl. Math. 2009, and "Sliding motion on discontinuity surfaces of high
-//! co-dimension", BIT 2011; E. Hairer, S. P. Nørsett and G. Wanner,
-//! *Solving Ordinary Differential Equations I*, II.6 (dense output).
+//! `D + 1` of them in general position, `D` with frozen biases), and no
+//! point reaches a kink exactly tangentially. References: A. F. Filippov,
+//! *Differential Equations with Discontinuous Righthand Sides*, Kluwer
+//! 1988; L. Dieci and L. Lopez, "Sliding motion in Filippov differential
+//! systems", J. Comput. Appl. Math. 2009, and "Sliding motion on
+//! discontinuity surfaces of high co-dimension", BIT 2011; E. Hairer, S. P.
+//! Nørsett and G. Wanner, *Solving Ordinary Differential Equations I*, II.6
+//! (dense output).
 
 mod event;
 mod locate;

@@ -207,7 +207,8 @@ pub(super) struct SlidingUnit {
     pub points: Vec<usize>,
     /// The kink each point is on.
     pub kinks: Vec<usize>,
-    /// Cholesky factor of the Gram matrix of `(x_c, 1)` over `points`.
+    /// Cholesky factor of the Gram matrix of the augmented inputs over
+    /// `points` (see [`super::sliding`]).
     pub chol: Vec<f64>,
     /// Where this unit's coefficients start in the flat scratch arrays.
     pub offset: usize,

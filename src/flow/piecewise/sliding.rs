@@ -1,10 +1,12 @@
 //! The sliding coefficients of one hidden unit: small dense linear algebra
-//! over the Gram matrix of the augmented inputs `(x_c, 1)`.
+//! over the Gram matrix of the augmented inputs, `(x_c, 1)` when the hidden
+//! biases learn and `x_c` alone when they are frozen (the Fig. 1 protocol):
+//! the bias's share of `d u_ci / dt` is there only if the bias moves.
 //!
 //! For unit `i` with the data points `S` on its kinks, the unknowns are
 //! `beta_c = g_ci alpha_c`, where `g_ci = (J^T e_c)_i` and `alpha_c` stands
-//! in for `f'(u_ci)`. With `G` the Gram matrix of `(x_c, 1)` over `S` and
-//! `v0` the velocities `d u_ci / dt` the rest of the data gives,
+//! in for `f'(u_ci)`. With `G` the Gram matrix of the augmented inputs over
+//! `S` and `v0` the velocities `d u_ci / dt` the rest of the data gives,
 //!
 //! ```text
 //! d u_S / dt = v0 - G beta / M.
@@ -62,8 +64,10 @@ pub(super) fn cholesky_solve(l: &[f64], n: usize, rhs: &mut [f64]) {
     }
 }
 
-/// The Gram matrix of the augmented inputs `(x_c, 1)` over `points`,
-/// column-major, from inputs stored column-major `D x M` in `xs`.
+/// The Gram matrix `x_a . x_b + bias` of the augmented inputs over
+/// `points`, column-major, from inputs stored column-major `D x M` in `xs`;
+/// `bias` is the bias weight, 1 when the hidden biases learn, 0 when they
+/// are frozen.
 pub(super) fn augmented_gram(
     xs: &[f64],
     d: usize,

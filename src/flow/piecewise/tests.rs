@@ -7,13 +7,17 @@ use std::sync::atomic::AtomicBool;
 use faer::MatRef;
 use rand_distr::{Distribution, Normal};
 
+use super::mode::Pair;
 use super::*;
 use crate::activation::Activation;
 use crate::flow::integrator::Solver;
 use crate::network::{Dims, Loss, Workspace};
+use crate::plan::Plan;
+use crate::scenario::{Scenario, Source};
 use crate::seed;
 use crate::task::Task;
 use crate::task::cube::{CubeSpec, Spectrum, cube, max_alignment};
+use crate::trajectory::log_spaced_times;
 
 fn settings(rtol: f64, atol: f64, save_times: Vec<f64>) -> FlowSettings {
     FlowSettings {
@@ -511,4 +515,161 @@ fn a_flow_on_noisy_samples_runs_through_its_events_with_falling_loss() {
         assert!(pair[1] <= pair[0] * (1.0 + 1e-9), "{pair:?}");
     }
     eprintln!("noisy samples: {:?}", tr.outcome);
+}
+
+/// One ReLU unit in `D = 2` with `w = (0, 1)` and `b = 0`, readout frozen
+/// at `J = 1`, MSE, two conditions: `x_0 = (1, 0)` sits exactly on the
+/// kink with error `g_0 = 0 - (-1) = 1`, and `x_1 = (-0.5, 1)` is active
+/// (`u_1 = 1`) with error `g_1 = 1 - 0.5 = 0.5`.
+///
+/// Condition 1 pushes `u_0` at `-(g_1 / 2) (x_1 . x_0 + 1) = -0.125` when
+/// the bias learns (the `+ 1` is the bias's share), so from below the kink
+/// too `u_0` falls: it stays off the kink. With the bias frozen the push is
+/// `-(g_1 / 2) x_1 . x_0 = +0.125`, against `0.125 - g_0 |x_0|^2 / 2 =
+/// -0.375` from above: it slides, with `alpha_0 = 0.125 * 2 / (g_0 |x_0|^2)
+/// = 0.25`.
+fn arrival(train_bias: bool) -> (Vec<Pair>, Option<(f64, f64)>) {
+    let dims = Dims {
+        inputs: 2,
+        hidden: 1,
+        outputs: 1,
+    };
+    let init = Params {
+        dims,
+        w: vec![0.0, 1.0],
+        b: vec![0.0],
+        j: vec![1.0],
+        b_out: vec![0.0],
+    };
+    let mut model = Model::new(Activation::Relu, Loss::Mse, &init, false);
+    model.train_bias = train_bias;
+    let (x, y) = ([1.0, 0.0, -0.5, 1.0], [-1.0, 0.5]);
+    let xm = MatRef::from_column_major_slice(&x, 2, 2);
+    let ym = MatRef::from_column_major_slice(&y, 1, 2);
+    let setup = Setup::new(&model, xm, ym, 1e-10);
+    let state = init.to_state(false);
+    let mut u = vec![0.0; 2];
+    setup.pre_activations(&state, &mut u);
+    let mut mode = Mode::of(&setup, &u);
+
+    let field = FrozenField::new(&setup, &mode).unwrap();
+    let mut f = vec![0.0; state.len()];
+    field.eval(&state, &mut f);
+    let mut snap = Snapshot::new(&setup, state.len(), &field);
+    let mut scratch = vec![0.0; state.len()];
+    snap.fill(&setup, &field, (0.0, &state, &f), &mut scratch, &mut 0);
+    event::handle(&setup, &mut mode, &snap, &mut Vec::new());
+
+    // What the field of the decided mode does to u_0: its velocity and,
+    // when it slides, its release margin.
+    let field = FrozenField::new(&setup, &mode).unwrap();
+    field.eval(&state, &mut f);
+    let mut du = vec![0.0; 2];
+    setup.pre_activations(&f, &mut du);
+    let sliding = (field.sliding_pairs() == 1).then(|| {
+        let mut margin = [0.0];
+        field.margins_at(&state, &mut scratch, &mut margin, &mut 0);
+        (du[0], margin[0])
+    });
+    (mode.pairs, sliding)
+}
+
+#[test]
+fn an_arrival_on_a_kink_is_decided_with_the_bias_push_only_when_the_bias_learns() {
+    let (pairs, sliding) = arrival(true);
+    assert_eq!(pairs, vec![Pair::Free(0), Pair::Free(1)]);
+    assert!(sliding.is_none());
+
+    // Frozen: the decision must see the velocities the frozen field
+    // integrates, or the field's coefficient lies outside its interval
+    // from the segment's first instant and the release repeats forever.
+    let (pairs, sliding) = arrival(false);
+    assert_eq!(pairs, vec![Pair::Sliding(0), Pair::Free(1)]);
+    let (du0, margin) = sliding.unwrap();
+    assert!(du0.abs() < 1e-15, "{du0}");
+    assert!((margin - 0.25).abs() < 1e-15, "{margin}");
+}
+
+/// The Fig. 1 protocol as `scenarios/ci/fig1.toml` runs it: the
+/// four-condition task in `D = 20`, `N = 32` ReLU units, `W ~ U(-1/sqrt(D),
+/// 1/sqrt(D))`, hidden biases zero and frozen, balanced frozen readout.
+fn fig1_net(seed: u64) -> (Task, Params, Model) {
+    let text = format!(
+        "[task]\nkind = \"fig1\"\ndim = 20\n\
+         [network]\nactivations = [\"relu\"]\nhidden = 32\ntrain_bias = false\n\
+         [init]\nscheme = \"fig1\"\n[seeds]\nnetworks = [{seed}]\n"
+    );
+    let src = Source {
+        file: "fig1.toml".into(),
+        text,
+    };
+    let plan = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap();
+    let run = plan.runs.into_iter().next().unwrap();
+    (plan.task, run.init, run.model)
+}
+
+fn assert_loss_never_rises(tr: &Trajectory, what: &str) {
+    for (s, pair) in tr.loss.windows(2).enumerate() {
+        assert!(
+            pair[1] <= pair[0] * (1.0 + 1e-9),
+            "{what}: loss rose at t = {}: {pair:?}",
+            tr.t[s + 1]
+        );
+    }
+}
+
+#[test]
+fn the_fig1_protocol_with_frozen_zero_biases_flows_to_the_end_with_falling_loss() {
+    // Before the event decision left frozen biases out of the velocities,
+    // seed 0 stopped in a Zeno cascade at t = 0.18 and seed 1 at t = 2.6.
+    let atol = 1e-10;
+    for seed in [0, 1] {
+        let (task, init, model) = fig1_net(seed);
+        assert!(!model.train_bias && init.b.iter().all(|&b| b == 0.0));
+        let (x, y) = (task.inputs_view(), task.targets_view());
+        let times = log_spaced_times(200.0, 30, 4.0);
+        let (first, drift) =
+            run(&model, &init, x, y, &settings(1e-8, atol, times.clone()));
+        let outcome = first.outcome.as_ref().unwrap();
+        assert_eq!(outcome.reason, StopReason::Completed, "seed {seed}");
+        assert!(
+            drift.max_drift < atol,
+            "seed {seed}: drift {:e}",
+            drift.max_drift
+        );
+        assert!(count(&first, "sliding_episodes") > 0, "seed {seed}");
+        assert!(
+            first.b.iter().all(|&b| b == 0.0),
+            "seed {seed}: a bias moved"
+        );
+        eprintln!("fig1 seed {seed}: {:?}", outcome.counts);
+
+        // Saved at every event as well, in full and reduced coordinates.
+        let mut at_events: Vec<f64> = first.events.iter().map(|e| e.t).collect();
+        at_events.extend(&times);
+        at_events.sort_by(f64::total_cmp);
+        at_events.dedup();
+        for reduced in [false, true] {
+            let mut s = settings(1e-8, atol, at_events.clone());
+            s.reduced = reduced;
+            let data = FlowData {
+                training: (x, y),
+                conditions: (x, y),
+            };
+            let tr =
+                crate::flow::integrate(&model, &init, data, &s, &AtomicBool::new(false));
+            let what = format!("seed {seed}, reduced {reduced}");
+            let outcome = tr.outcome.as_ref().unwrap();
+            assert_eq!(outcome.reason, StopReason::Completed, "{what}");
+            assert_eq!(tr.reduced_rank > 0, reduced, "{what}");
+            assert_loss_never_rises(&tr, &what);
+        }
+    }
+}
+
+#[test]
+fn the_fig1_flow_with_frozen_biases_agrees_with_extrapolated_gradient_descent() {
+    let (task, init, model) = fig1_net(1);
+    let flow = check_against_gd(&task, &init, &model, 5.0, 0.002, 1e-4);
+    assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
 }

@@ -75,6 +75,19 @@ fn rhs(c: &mut Criterion) {
     group.finish();
 }
 
+/// The vectorised `tanh` over one SGD step's pre-activations (batch 64,
+/// N = 128), against the C library's.
+fn tanh_kernel(c: &mut Criterion) {
+    let u: Vec<f64> = random(64 * 128, "u").iter().map(|v| 3.0 * v).collect();
+    let mut h = vec![0.0; u.len()];
+    c.bench_function("tanh_slice/8192", |b| {
+        b.iter(|| repflow::fastmath::tanh_slice(&u, &mut h))
+    });
+    c.bench_function("libm_tanh/8192", |b| {
+        b.iter(|| h.iter_mut().zip(&u).for_each(|(h, u)| *h = u.tanh()))
+    });
+}
+
 fn sgd_step(c: &mut Criterion) {
     let dims = Dims {
         inputs: 100,
@@ -160,6 +173,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1));
-    targets = rhs, sgd_step, tanh_flow
+    targets = rhs, tanh_kernel, sgd_step, tanh_flow
 }
 criterion_main!(quick);

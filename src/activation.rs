@@ -118,6 +118,34 @@ impl Activation {
         }
     }
 
+    /// `h[i] = f(u[i])` over a slice: one loop per activation, so that
+    /// each is compiled (and vectorised) for its own formula.
+    pub fn apply(&self, u: &[f64], h: &mut [f64]) {
+        assert_eq!(u.len(), h.len());
+        match *self {
+            Activation::Tanh => crate::fastmath::tanh_slice(u, h),
+            Activation::Relu => h.iter_mut().zip(u).for_each(|(h, &u)| *h = u.max(0.0)),
+            _ => h.iter_mut().zip(u).for_each(|(h, &u)| *h = self.value(u)),
+        }
+    }
+
+    /// `d[i] *= f'(u[i])` over a slice, given also `h = f(u)` (see
+    /// [`Activation::slope_at`]).
+    pub fn scale_by_slope(&self, u: &[f64], h: &[f64], d: &mut [f64]) {
+        assert!(u.len() == d.len() && h.len() == d.len());
+        match *self {
+            Activation::Tanh => d.iter_mut().zip(h).for_each(|(d, &h)| *d *= 1.0 - h * h),
+            Activation::Relu => {
+                d.iter_mut().zip(u).for_each(|(d, &u)| *d *= step(u > 0.0));
+            }
+            _ => {
+                for (d, (&u, &h)) in d.iter_mut().zip(u.iter().zip(h)) {
+                    *d *= self.slope_at(u, h);
+                }
+            }
+        }
+    }
+
     /// `f'(u)`, with the smaller one-sided derivative at a kink.
     #[inline]
     pub fn slope(&self, u: f64) -> f64 {

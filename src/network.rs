@@ -22,7 +22,6 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::activation::{Activation, sigmoid, softplus};
-use crate::fastmath::tanh_slice;
 
 /// The loss function and its output nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,20 +265,15 @@ impl Model {
         for uc in ws.u[..n * m].chunks_exact_mut(n) {
             uc.iter_mut().zip(b).for_each(|(u, b)| *u += b);
         }
-        if self.activation == Activation::Tanh {
-            tanh_slice(&ws.u[..n * m], &mut ws.h[..n * m]);
-        } else {
-            for (h, &u) in ws.h[..n * m].iter_mut().zip(&ws.u[..n * m]) {
-                *h = self.activation.value(u);
-            }
-        }
+        self.activation.apply(&ws.u[..n * m], &mut ws.h[..n * m]);
 
-        let h = MatRef::from_column_major_slice(&ws.h[..n * m], n, m);
-        let z = MatMut::from_column_major_slice_mut(&mut ws.z[..k * m], k, m);
-        matmul(z, Accum::Replace, j, h, 1.0, Par::Seq);
-        clear_upper_vector_state();
-        for zc in ws.z[..k * m].chunks_exact_mut(k) {
-            zc.iter_mut().zip(b_out).for_each(|(z, b)| *z += b);
+        // z = J h + b_out: K dot products of length N per point, too
+        // small for a blocked product to pay for its packing.
+        let hs = ws.h[..n * m].chunks_exact(n);
+        for (zc, hc) in ws.z[..k * m].chunks_exact_mut(k).zip(hs) {
+            for ((z, jo), bo) in zc.iter_mut().zip(j.chunks_exact(n)).zip(b_out) {
+                *z = dot(jo, hc) + bo;
+            }
         }
     }
 
@@ -344,42 +338,46 @@ impl Model {
         };
         assert_eq!(grad.len(), state.len());
 
-        // delta = (J^T e) * f'(u), N x M
-        let (_, _, j, _) = self.split(state);
-        let e = MatRef::from_column_major_slice(&ws.e[..k * m], k, m);
-        let delta = MatMut::from_column_major_slice_mut(&mut ws.delta[..n * m], n, m);
-        matmul(delta, Accum::Replace, j.transpose(), e, 1.0, Par::Seq);
-        clear_upper_vector_state();
-        match slopes {
-            None => {
-                let uh = ws.u[..n * m].iter().zip(&ws.h[..n * m]);
-                for (dl, (&u, &h)) in ws.delta[..n * m].iter_mut().zip(uh) {
-                    *dl *= self.activation.slope_at(u, h);
-                }
-            }
-            Some(s) => {
-                for (dl, &s) in ws.delta[..n * m].iter_mut().zip(s) {
-                    *dl *= s;
-                }
-            }
-        }
-
-        // dW^T (D x N) = x delta^T / M; db = rowsum(delta) / M
+        // delta = (J^T e) * f'(u), N x M, one column per point; its row
+        // sums (for db) gathered in the same pass.
         let (gw, rest) = grad.split_at_mut(n * d);
         let (gb, gread) = rest.split_at_mut(n);
-        let delta = MatRef::from_column_major_slice(&ws.delta[..n * m], n, m);
-        let gwt = MatMut::from_column_major_slice_mut(gw, d, n);
-        matmul(gwt, Accum::Replace, x, delta.transpose(), scale, Par::Seq);
+        gb.fill(0.0);
+        let (_, _, j, _) = self.split(state);
+        for col in 0..m {
+            let dc = &mut ws.delta[col * n..(col + 1) * n];
+            let ec = &ws.e[col * k..(col + 1) * k];
+            dc.iter_mut().zip(j).for_each(|(dl, &jv)| *dl = jv * ec[0]);
+            for (jo, &eo) in j.chunks_exact(n).zip(ec).skip(1) {
+                dc.iter_mut().zip(jo).for_each(|(dl, &jv)| *dl += jv * eo);
+            }
+            let (uc, hc) = (&ws.u[col * n..(col + 1) * n], &ws.h[col * n..(col + 1) * n]);
+            match slopes {
+                Some(s) => {
+                    let sc = &s[col * n..(col + 1) * n];
+                    dc.iter_mut().zip(sc).for_each(|(dl, &s)| *dl *= s);
+                }
+                None => self.activation.scale_by_slope(uc, hc, dc),
+            }
+            gb.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
+        }
         if self.train_bias {
-            row_means(&ws.delta[..n * m], n, m, gb);
+            gb.iter_mut().for_each(|g| *g *= scale);
         } else {
             gb.fill(0.0);
         }
+
+        // dW^T (D x N) = x delta^T / M
+        let delta = MatRef::from_column_major_slice(&ws.delta[..n * m], n, m);
+        let gwt = MatMut::from_column_major_slice_mut(gw, d, n);
+        matmul(gwt, Accum::Replace, x, delta.transpose(), scale, Par::Seq);
+        clear_upper_vector_state();
 
         if self.trains_readout() {
             // dJ^T (N x K) = h e^T / M; db_out = rowsum(e) / M
             let (gj, gbo) = gread.split_at_mut(k * n);
             let h = MatRef::from_column_major_slice(&ws.h[..n * m], n, m);
+            let e = MatRef::from_column_major_slice(&ws.e[..k * m], k, m);
             let gjt = MatMut::from_column_major_slice_mut(gj, n, k);
             matmul(gjt, Accum::Replace, h, e.transpose(), scale, Par::Seq);
             row_means(&ws.e[..k * m], k, m, gbo);
@@ -387,11 +385,11 @@ impl Model {
         loss * scale
     }
 
-    /// Views of `W` (`N x D`), `b`, `J` (`K x N`) and `b_out`.
+    /// Views of `W` (`N x D`), `b`, `J` (row-major `[K, N]`) and `b_out`.
     fn split<'a>(
         &'a self,
         state: &'a [f64],
-    ) -> (MatRef<'a, f64>, &'a [f64], MatRef<'a, f64>, &'a [f64]) {
+    ) -> (MatRef<'a, f64>, &'a [f64], &'a [f64], &'a [f64]) {
         let Dims {
             inputs: d,
             hidden: n,
@@ -407,9 +405,26 @@ impl Model {
                 (&state[o..o + k * n], &state[o + k * n..])
             }
         };
-        let j = MatRef::from_column_major_slice(jflat, n, k).transpose();
-        (w, b, j, b_out)
+        (w, b, jflat, b_out)
     }
+}
+
+/// `a . b`, with eight running sums so that the compiler vectorises it.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Clears the upper halves of the vector registers after faer's wide

@@ -104,6 +104,27 @@ pub fn tanh(x: f64) -> f64 {
     if x.is_nan() { x } else { t.copysign(x) }
 }
 
+/// `a . b` over the common length, with eight running sums so that the
+/// compiler vectorises it (a single running sum is a chain of dependent
+/// additions).
+#[inline(always)]
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

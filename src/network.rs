@@ -22,6 +22,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::activation::{Activation, sigmoid, softplus};
+use crate::fastmath::dot;
 
 /// The loss function and its output nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -407,24 +408,6 @@ impl Model {
         };
         (w, b, jflat, b_out)
     }
-}
-
-/// `a . b`, with eight running sums so that the compiler vectorises it.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f64>() + tail
 }
 
 /// Clears the upper halves of the vector registers after faer's wide

@@ -53,6 +53,7 @@ use rand_distr::{Distribution, StandardNormal};
 use super::assignment::hungarian;
 use super::classifier::{C, LinearSvm};
 use super::dichotomy::{balanced_dichotomies, classes, random_balanced_dichotomies};
+use crate::fastmath::dot;
 use crate::seed;
 
 /// The largest class size for which [`parallelism_max`] is exhaustive.
@@ -437,7 +438,8 @@ pub struct Shattering {
 
 /// Shattering dimensionality: every balanced dichotomy when
 /// `p <= `[`MAX_ENUMERATED_SHATTERING`], otherwise `max_dichotomies`
-/// seeded random ones.
+/// seeded random ones, each classified on the same noisy training and
+/// test samples.
 ///
 /// # Panics
 ///
@@ -456,11 +458,20 @@ pub fn shattering_dimensionality(
         random_balanced_dichotomies(p, max_dichotomies, noise.seed)
     };
 
+    // One noisy training set and one test set, shared by every
+    // dichotomy: the same trials under different labellings.
     let mut sampler = Sampler::new(z, p, noise.sigma, noise.seed, "geometry/shattering");
     let all: Vec<usize> = (0..p).collect();
+    let (tr, te) = (noise.train_per_condition, noise.test_per_condition);
+    let (xtr, _) = sampler.draw(&vec![false; p], &all, tr);
+    let (xte, _) = sampler.draw(&vec![false; p], &all, te);
     let accuracies: Vec<f64> = dichotomies
         .iter()
-        .map(|labels| sampler.held_out_accuracy(labels, &all, &all, noise))
+        .map(|labels| {
+            let ytr: Vec<bool> = (0..p * tr).map(|i| labels[i / tr]).collect();
+            let yte: Vec<bool> = (0..p * te).map(|i| labels[i / te]).collect();
+            LinearSvm::fit(&xtr, &ytr, C).accuracy(&xte, &yte)
+        })
         .collect();
     Shattering {
         mean: accuracies.iter().sum::<f64>() / accuracies.len() as f64,
@@ -585,10 +596,6 @@ fn unit_difference(to: &[f64], from: &[f64]) -> Vec<f64> {
     } else {
         d.iter().map(|v| v / norm).collect()
     }
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

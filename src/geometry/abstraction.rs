@@ -358,6 +358,10 @@ pub fn min_distance_pairs(z: &[f64], p: usize, labels: &[bool]) -> Vec<(usize, u
 /// `pairs` (`(negative, positive)` conditions), averaged over at most
 /// `max_splits` train/test splits of the kind `split`.
 ///
+/// Every split trains and tests on the same noisy trials of its
+/// conditions (one training set and one test set drawn per call), so
+/// splits differ only in which conditions they hold out.
+///
 /// Training sets are made of whole matched pairs, so the two classes are
 /// trained on conditions that agree on everything but the dichotomy.
 /// Training on an unmatched condition of each class lets the other
@@ -405,6 +409,8 @@ pub fn ccgp(
         sample_subsets(m, k, max_splits, &mut sampler.rng)
     };
 
+    let training = sampler.trials(noise.train_per_condition);
+    let testing = sampler.trials(noise.test_per_condition);
     let mut sum = 0.0;
     for set in &chosen {
         let (mut train, mut test) = (Vec::new(), Vec::new());
@@ -416,7 +422,7 @@ pub fn ccgp(
             };
             side.extend([a, b]);
         }
-        sum += sampler.held_out_accuracy(&labels, &train, &test, noise);
+        sum += held_out_accuracy((&training, &testing), &labels, &train, &test);
     }
     Generalisation {
         accuracy: sum / chosen.len() as f64,
@@ -461,17 +467,12 @@ pub fn shattering_dimensionality(
     // One noisy training set and one test set, shared by every
     // dichotomy: the same trials under different labellings.
     let mut sampler = Sampler::new(z, p, noise.sigma, noise.seed, "geometry/shattering");
+    let training = sampler.trials(noise.train_per_condition);
+    let testing = sampler.trials(noise.test_per_condition);
     let all: Vec<usize> = (0..p).collect();
-    let (tr, te) = (noise.train_per_condition, noise.test_per_condition);
-    let (xtr, _) = sampler.draw(&vec![false; p], &all, tr);
-    let (xte, _) = sampler.draw(&vec![false; p], &all, te);
     let accuracies: Vec<f64> = dichotomies
         .iter()
-        .map(|labels| {
-            let ytr: Vec<bool> = (0..p * tr).map(|i| labels[i / tr]).collect();
-            let yte: Vec<bool> = (0..p * te).map(|i| labels[i / te]).collect();
-            LinearSvm::fit(&xtr, &ytr, C).accuracy(&xte, &yte)
-        })
+        .map(|labels| held_out_accuracy((&training, &testing), labels, &all, &all))
         .collect();
     Shattering {
         mean: accuracies.iter().sum::<f64>() / accuracies.len() as f64,
@@ -484,6 +485,7 @@ pub fn shattering_dimensionality(
 /// stream consumed in call order.
 struct Sampler<'a> {
     z: &'a [f64],
+    p: usize,
     n: usize,
     sigma: f64,
     rng: rand_chacha::ChaCha8Rng,
@@ -493,43 +495,63 @@ impl<'a> Sampler<'a> {
     fn new(z: &'a [f64], p: usize, sigma: f64, seed: u64, stream: &str) -> Self {
         Sampler {
             z,
+            p,
             n: row_len(z, p),
             sigma,
             rng: seed::stream(seed, stream),
         }
     }
 
-    /// `per` samples of each listed condition, row-major, with labels.
-    fn draw(&mut self, labels: &[bool], conditions: &[usize], per: usize) -> Samples {
+    /// `per` noisy trials of every condition.
+    fn trials(&mut self, per: usize) -> Trials {
         assert!(per > 0, "no samples per condition");
-        let n = self.n;
-        let mut x = Vec::with_capacity(conditions.len() * per * n);
-        let mut y = Vec::with_capacity(conditions.len() * per);
-        for &c in conditions {
+        let mut x = Vec::with_capacity(self.p * per * self.n);
+        for zc in self.z.chunks_exact(self.n) {
             for _ in 0..per {
-                for v in &self.z[c * n..(c + 1) * n] {
+                x.extend(zc.iter().map(|v| {
                     let xi: f64 = StandardNormal.sample(&mut self.rng);
-                    x.push(v + self.sigma * xi);
-                }
-                y.push(labels[c]);
+                    v + self.sigma * xi
+                }));
             }
+        }
+        Trials { x, per, n: self.n }
+    }
+}
+
+/// The noisy trials of every condition, condition-major: the data every
+/// split and every labelling of one measurement draws its samples from,
+/// as the trials of a recording are.
+struct Trials {
+    x: Vec<f64>,
+    per: usize,
+    n: usize,
+}
+
+impl Trials {
+    /// The trials of the listed conditions, row-major, with labels.
+    fn of(&self, labels: &[bool], conditions: &[usize]) -> Samples {
+        let rows = self.per * self.n;
+        let mut x = Vec::with_capacity(conditions.len() * rows);
+        let mut y = Vec::with_capacity(conditions.len() * self.per);
+        for &c in conditions {
+            x.extend_from_slice(&self.x[c * rows..(c + 1) * rows]);
+            y.extend(std::iter::repeat_n(labels[c], self.per));
         }
         (x, y)
     }
+}
 
-    /// Trains on fresh samples of `train`, tests on fresh samples of
-    /// `test`: the classifier's held-out accuracy.
-    fn held_out_accuracy(
-        &mut self,
-        labels: &[bool],
-        train: &[usize],
-        test: &[usize],
-        noise: &NoiseProtocol,
-    ) -> f64 {
-        let (xtr, ytr) = self.draw(labels, train, noise.train_per_condition);
-        let (xte, yte) = self.draw(labels, test, noise.test_per_condition);
-        LinearSvm::fit(&xtr, &ytr, C).accuracy(&xte, &yte)
-    }
+/// Trains on the training trials of `train`, tests on the test trials
+/// of `test`: the classifier's held-out accuracy.
+fn held_out_accuracy(
+    (training, testing): (&Trials, &Trials),
+    labels: &[bool],
+    train: &[usize],
+    test: &[usize],
+) -> f64 {
+    let (xtr, ytr) = training.of(labels, train);
+    let (xte, yte) = testing.of(labels, test);
+    LinearSvm::fit(&xtr, &ytr, C).accuracy(&xte, &yte)
 }
 
 /// Row-major samples and their labels.

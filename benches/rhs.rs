@@ -18,6 +18,7 @@ use repflow::flow::integrator::VectorField;
 use repflow::flow::smooth::GradientField;
 use repflow::network::{Dims, Loss, Model, Params, Workspace};
 use repflow::seed;
+use repflow::sgd::single::{SingleNet, narrow};
 
 fn random(n: usize, s: &str) -> Vec<f64> {
     let mut rng = seed::stream(1, s);
@@ -112,6 +113,14 @@ fn sgd_step(c: &mut Criterion) {
                     .zip(&grad)
                     .for_each(|(s, g)| *s -= 1e-6 * g);
             })
+        });
+        let mut net = SingleNet::new(&model, 64);
+        let mut state32 = narrow(&state);
+        let (x32, y32) = (narrow(&x), narrow(&y));
+        let xv32 = MatRef::from_column_major_slice(&x32, 100, 64);
+        let yv32 = MatRef::from_column_major_slice(&y32, 1, 64);
+        c.bench_function(&format!("sgd_step_f32/{}", act.name()), |b| {
+            b.iter(|| net.step(&mut state32, xv32, yv32, 1e-6))
         });
     }
 }

@@ -33,6 +33,7 @@ use crate::geometry::series::{
     GeometrySeries, group_alignment, write_group, write_group_alignment,
 };
 use crate::plan::{Plan, RunSpec};
+use crate::sgd::Precision;
 use crate::trajectory::Trajectory;
 
 /// The version of this layout; bumped on any incompatible change.
@@ -322,6 +323,11 @@ fn run_group(
         s.set_attr("eta", AttrValue::F64(st.eta));
         s.set_attr("epochs", AttrValue::I64(st.epochs as i64));
         s.set_attr("noise", AttrValue::F64(plan.samples.1));
+        let precision = match st.precision {
+            Precision::Double => "f64",
+            Precision::Single => "f32",
+        };
+        s.set_attr("precision", AttrValue::String(precision.into()));
         let steps: Vec<i64> = tr.step.iter().map(|&v| v as i64).collect();
         if !steps.is_empty() {
             s.create_dataset("step").with_i64_data(&steps);

@@ -20,7 +20,7 @@ use crate::geometry::series::GeometrySettings;
 use crate::network::{Dims, Loss, Model, Params};
 use crate::scenario::{Scenario, Source};
 use crate::seed;
-use crate::sgd::SgdSettings;
+use crate::sgd::{Precision, SgdSettings};
 use crate::task::cube::{CubeSpec, Spectrum, cube};
 use crate::task::fig1::{Fig1Outputs, Fig1Spec, fig1_with};
 use crate::task::file::{Hdf5Layout, from_csv, from_hdf5};
@@ -173,6 +173,11 @@ impl Plan {
             .unwrap_or(((f.t_end / (g.eta * per_epoch)).ceil() as u64).max(1));
         let sgd = g.enabled.then_some(SgdPlan {
             settings: SgdSettings {
+                precision: if g.precision == "f32" {
+                    Precision::Single
+                } else {
+                    Precision::Double
+                },
                 eta: g.eta,
                 batch,
                 epochs,

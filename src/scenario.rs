@@ -299,6 +299,9 @@ pub struct SgdSection {
     /// Passes over the training set; by default enough to reach
     /// `flow.t_end` at `t = eta * step`.
     pub epochs: Option<u64>,
+    /// `f64` or `f32`: the precision of the steps (snapshots and
+    /// measures are always `f64`).
+    pub precision: String,
 }
 
 impl Default for SgdSection {
@@ -311,6 +314,7 @@ impl Default for SgdSection {
             samples: 5000,
             noise: 1.0,
             epochs: None,
+            precision: "f64".into(),
         }
     }
 }
@@ -626,6 +630,7 @@ impl Scenario {
         if let Some(e) = g.epochs {
             check.at_least("sgd", "epochs", e as usize, 1, "1")?;
         }
+        check.one_of("sgd", "precision", &g.precision, &["f64", "f32"])?;
         self.validate_geometry(&check)?;
         if !f.enabled && !g.enabled {
             return Err(check.invalid(
@@ -945,6 +950,11 @@ mod tests {
                 "[sgd]\nsamples = 100\nbatch = 200\n",
                 "s.toml:3: key `sgd.batch` = 200",
                 "[1, 100]",
+            ),
+            (
+                "[sgd]\nprecision = \"f16\"\n",
+                "s.toml:2: key `sgd.precision` = \"f16\"",
+                "one of f64, f32",
             ),
             ("[task]\nc = 0.9\n", "s.toml:2: key `task.c` = 0.9", "c_max"),
             ("[task]\nd = 9\n", "s.toml:2: key `task.d` = 9", "[2, 6]"),

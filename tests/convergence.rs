@@ -8,7 +8,7 @@ use repflow::flow::integrator::Solver;
 use repflow::flow::smooth::{FlowData, FlowSettings};
 use repflow::plan::Plan;
 use repflow::scenario::{Scenario, Source};
-use repflow::sgd::{self, SgdSettings};
+use repflow::sgd::{self, Precision, SgdSettings};
 use repflow::task::Samples;
 use repflow::trajectory::{StopReason, Trajectory};
 
@@ -62,6 +62,7 @@ fn gd_at(plan: &Plan, eta: f64, t: f64) -> Trajectory {
     };
     let steps = (t / eta).round() as u64;
     let settings = SgdSettings {
+        precision: Precision::Double,
         eta,
         batch: p,
         epochs: steps,

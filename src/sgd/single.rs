@@ -1,0 +1,260 @@
+//! The SGD step in single precision (`sgd.precision = "f32"`).
+//!
+//! The same step as [`Model::loss_grad`] followed by the update, on an
+//! `f32` copy of the state and of the training set: the two products with
+//! the inputs (`u = W x`, `dW = delta x^T / M`) run through faer's `f32`
+//! kernels, which take twice the values per vector instruction, and
+//! `tanh` through [`tanh_slice_f32`]. The losses and error signals of the
+//! outputs (a few per point) are computed in `f64` and rounded. Snapshots
+//! are taken of the state widened back to `f64`, so everything written
+//! and measured is computed by the `f64` code from the `f32` weights.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+
+use crate::activation::Activation;
+use crate::fastmath::tanh_slice_f32;
+use crate::network::{Dims, Model};
+
+/// The network of a [`Model`] in single precision, with its scratch.
+pub struct SingleNet {
+    dims: Dims,
+    activation: Activation,
+    loss: crate::network::Loss,
+    train_bias: bool,
+    /// `J` `[K, N]` row-major and `b_out`, when frozen.
+    frozen_readout: Option<(Vec<f32>, Vec<f32>)>,
+    u: Vec<f32>,
+    h: Vec<f32>,
+    z: Vec<f32>,
+    e: Vec<f32>,
+    delta: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+impl SingleNet {
+    /// `model` in `f32`, with scratch for batches of at most `capacity`.
+    pub fn new(model: &Model, capacity: usize) -> Self {
+        let Dims {
+            hidden: n,
+            outputs: k,
+            ..
+        } = model.dims;
+        SingleNet {
+            dims: model.dims,
+            activation: model.activation,
+            loss: model.loss,
+            train_bias: model.train_bias,
+            frozen_readout: model
+                .frozen_readout
+                .as_ref()
+                .map(|(j, b)| (narrow(j), narrow(b))),
+            u: vec![0.0; n * capacity],
+            h: vec![0.0; n * capacity],
+            z: vec![0.0; k * capacity],
+            e: vec![0.0; k * capacity],
+            delta: vec![0.0; n * capacity],
+            grad: vec![0.0; model.state_len()],
+        }
+    }
+
+    /// One SGD step with learning rate `eta` on the batch `x` (`D x M`),
+    /// `y` (`K x M`): `state -= eta * grad L(state)`.
+    pub fn step(
+        &mut self,
+        state: &mut [f32],
+        x: MatRef<'_, f32>,
+        y: MatRef<'_, f32>,
+        eta: f32,
+    ) {
+        let Dims {
+            inputs: d,
+            hidden: n,
+            outputs: k,
+        } = self.dims;
+        let m = x.ncols();
+        assert!(m * n <= self.u.len(), "batch of {m} above the scratch");
+        assert_eq!(state.len(), self.grad.len(), "state length");
+        let (w, rest) = state.split_at(n * d);
+        let (b, readout) = rest.split_at(n);
+        let (j, b_out) = match &self.frozen_readout {
+            Some((j, b_out)) => (&j[..], &b_out[..]),
+            None => readout.split_at(k * n),
+        };
+
+        // Forward: u = W x + b, h = f(u), z = J h + b_out.
+        let wv = MatRef::from_column_major_slice(w, d, n).transpose();
+        let u = MatMut::from_column_major_slice_mut(&mut self.u[..n * m], n, m);
+        matmul(u, Accum::Replace, wv, x, 1.0, Par::Seq);
+        for uc in self.u[..n * m].chunks_exact_mut(n) {
+            uc.iter_mut().zip(b).for_each(|(u, b)| *u += b);
+        }
+        let (u, h) = (&self.u[..n * m], &mut self.h[..n * m]);
+        match self.activation {
+            Activation::Tanh => tanh_slice_f32(u, h),
+            Activation::Relu => h.iter_mut().zip(u).for_each(|(h, &u)| *h = u.max(0.0)),
+            act => {
+                let f = |u: f32| act.value(f64::from(u)) as f32;
+                h.iter_mut().zip(u).for_each(|(h, &u)| *h = f(u));
+            }
+        }
+        let hs = self.h[..n * m].chunks_exact(n);
+        for ((zc, ec), (hc, col)) in self.z[..k * m]
+            .chunks_exact_mut(k)
+            .zip(self.e[..k * m].chunks_exact_mut(k))
+            .zip(hs.zip(0..m))
+        {
+            for (o, (z, e)) in zc.iter_mut().zip(ec.iter_mut()).enumerate() {
+                let jo = &j[o * n..(o + 1) * n];
+                *z = jo.iter().zip(hc).map(|(a, b)| a * b).sum::<f32>() + b_out[o];
+                *e = self.loss.error(f64::from(*z), f64::from(y[(o, col)])) as f32;
+            }
+        }
+
+        // Backward: delta = (J^T e) f'(u); db = rowsum(delta) / M.
+        let scale = 1.0 / m as f32;
+        let (gw, rest) = self.grad.split_at_mut(n * d);
+        let (gb, gread) = rest.split_at_mut(n);
+        gb.fill(0.0);
+        for col in 0..m {
+            let dc = &mut self.delta[col * n..(col + 1) * n];
+            let ec = &self.e[col * k..(col + 1) * k];
+            dc.iter_mut().zip(j).for_each(|(dl, &jv)| *dl = jv * ec[0]);
+            for (jo, &eo) in j.chunks_exact(n).zip(ec).skip(1) {
+                dc.iter_mut().zip(jo).for_each(|(dl, &jv)| *dl += jv * eo);
+            }
+            let (uc, hc) = (
+                &self.u[col * n..(col + 1) * n],
+                &self.h[col * n..(col + 1) * n],
+            );
+            match self.activation {
+                Activation::Tanh => {
+                    dc.iter_mut().zip(hc).for_each(|(d, &h)| *d *= 1.0 - h * h)
+                }
+                Activation::Relu => {
+                    dc.iter_mut()
+                        .zip(uc)
+                        .for_each(|(d, &u)| *d *= if u > 0.0 { 1.0 } else { 0.0 });
+                }
+                act => {
+                    for (d, (&u, &h)) in dc.iter_mut().zip(uc.iter().zip(hc)) {
+                        *d *= act.slope_at(f64::from(u), f64::from(h)) as f32;
+                    }
+                }
+            }
+            gb.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
+        }
+        if self.train_bias {
+            gb.iter_mut().for_each(|g| *g *= scale);
+        } else {
+            gb.fill(0.0);
+        }
+        let delta = MatRef::from_column_major_slice(&self.delta[..n * m], n, m);
+        let gwt = MatMut::from_column_major_slice_mut(gw, d, n);
+        matmul(gwt, Accum::Replace, x, delta.transpose(), scale, Par::Seq);
+        if self.frozen_readout.is_none() {
+            // dJ (K x N, row-major) = e h^T / M; db_out = rowsum(e) / M.
+            let (gj, gbo) = gread.split_at_mut(k * n);
+            gj.fill(0.0);
+            gbo.fill(0.0);
+            for col in 0..m {
+                let hc = &self.h[col * n..(col + 1) * n];
+                for (o, &eo) in self.e[col * k..(col + 1) * k].iter().enumerate() {
+                    let row = &mut gj[o * n..(o + 1) * n];
+                    row.iter_mut()
+                        .zip(hc)
+                        .for_each(|(g, &h)| *g += eo * h * scale);
+                    gbo[o] += eo * scale;
+                }
+            }
+        }
+        state
+            .iter_mut()
+            .zip(&self.grad)
+            .for_each(|(s, g)| *s -= eta * g);
+    }
+}
+
+/// `v` rounded to `f32`.
+pub fn narrow(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// `v` widened to `f64` into `out`.
+pub fn widen(v: &[f32], out: &mut [f64]) {
+    out.iter_mut().zip(v).for_each(|(o, &x)| *o = f64::from(x));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::{Loss, Params, Workspace};
+    use rand_distr::{Distribution, StandardNormal};
+
+    fn gaussian(len: usize, scale: f64, stream: &str) -> Vec<f64> {
+        let mut rng = crate::seed::stream(3, stream);
+        (0..len)
+            .map(|_| {
+                let v: f64 = StandardNormal.sample(&mut rng);
+                scale * v
+            })
+            .collect()
+    }
+
+    /// One `f32` step lands where the `f64` step does, to single
+    /// precision, for smooth and kinked activations, both losses, frozen
+    /// and trained readouts, two outputs.
+    #[test]
+    fn a_single_precision_step_follows_the_double_precision_step() {
+        let dims = Dims {
+            inputs: 12,
+            hidden: 20,
+            outputs: 2,
+        };
+        let m = 9;
+        let init = Params {
+            dims,
+            w: gaussian(20 * 12, 0.4, "w"),
+            b: gaussian(20, 0.2, "b"),
+            j: gaussian(2 * 20, 0.5, "j"),
+            b_out: gaussian(2, 0.1, "bo"),
+        };
+        let x = gaussian(12 * m, 1.0, "x");
+        let y: Vec<f64> = (0..2 * m).map(|i| (i % 3 == 0) as u8 as f64).collect();
+        let acts = [Activation::Tanh, Activation::Relu, Activation::Softplus];
+        for act in acts {
+            for loss in [Loss::Bce, Loss::Mse] {
+                for train in [false, true] {
+                    let model = Model::new(act, loss, &init, train);
+                    let mut state = init.to_state(train);
+                    let mut grad = vec![0.0; state.len()];
+                    let mut ws = Workspace::new(dims, m);
+                    let (xv, yv) = (
+                        MatRef::from_column_major_slice(&x, 12, m),
+                        MatRef::from_column_major_slice(&y, 2, m),
+                    );
+                    model.loss_grad(&state, xv, yv, &mut ws, Some(&mut grad));
+                    let eta = 0.5;
+                    let mut single = narrow(&state);
+                    state.iter_mut().zip(&grad).for_each(|(s, g)| *s -= eta * g);
+
+                    let mut net = SingleNet::new(&model, m);
+                    let (x32, y32) = (narrow(&x), narrow(&y));
+                    let (xv, yv) = (
+                        MatRef::from_column_major_slice(&x32, 12, m),
+                        MatRef::from_column_major_slice(&y32, 2, m),
+                    );
+                    net.step(&mut single, xv, yv, eta as f32);
+                    let scale = grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
+                    for (i, (&s, &d)) in single.iter().zip(&state).enumerate() {
+                        let tol = 1e-6 * (1.0 + d.abs()) + 1e-5 * eta * scale;
+                        assert!(
+                            (f64::from(s) - d).abs() < tol,
+                            "{act:?} {loss:?} trained {train}: [{i}] {s} against {d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -15,48 +15,68 @@
 //! Accuracy: within a few units in the last place of the C library's
 //! `tanh` (tested).
 
-/// `dst[i] = tanh(src[i])`, with the widest vector unit the processor
-/// has (AVX-512, else AVX2 + FMA, else the compiler's baseline); every
-/// path gives the same bits.
-pub fn tanh_slice(src: &[f64], dst: &mut [f64]) {
-    assert_eq!(src.len(), dst.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature the function is compiled for was just
-            // detected on this processor.
-            unsafe { tanh_slice_avx512(src, dst) };
-            return;
+/// Defines `$name(src, dst)`: `dst[i] = $scalar(src[i])` over slices of
+/// `$t`, compiled three times (AVX-512, AVX2 + FMA, the compiler's
+/// baseline) and dispatched at run time to the widest the processor has.
+/// The builds run the same operations in the same order (Rust does not
+/// contract `a * b + c` into a fused multiply-add), so every path gives
+/// the same bits.
+macro_rules! vectorised_map {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $scalar:ident,
+     $avx512:ident, $avx2:ident, $portable:ident) => {
+        $(#[$doc])*
+        pub fn $name(src: &[$t], dst: &mut [$t]) {
+            assert_eq!(src.len(), dst.len());
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the feature the function is compiled for
+                    // was just detected on this processor.
+                    unsafe { $avx512(src, dst) };
+                    return;
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above.
+                    unsafe { $avx2(src, dst) };
+                    return;
+                }
+            }
+            $portable(src, dst);
         }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            unsafe { tanh_slice_avx2(src, dst) };
-            return;
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $avx512(src: &[$t], dst: &mut [$t]) {
+            $portable(src, dst);
         }
-    }
-    tanh_slice_portable(src, dst);
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2(src: &[$t], dst: &mut [$t]) {
+            $portable(src, dst);
+        }
+
+        #[inline(always)]
+        fn $portable(src: &[$t], dst: &mut [$t]) {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = $scalar(x);
+            }
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tanh_slice_avx512(src: &[f64], dst: &mut [f64]) {
-    tanh_slice_portable(src, dst);
-}
+vectorised_map!(
+    /// `dst[i] = tanh(src[i])`, vectorised (see the module docs).
+    tanh_slice, f64, tanh, tanh_slice_avx512, tanh_slice_avx2, tanh_slice_portable
+);
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tanh_slice_avx2(src: &[f64], dst: &mut [f64]) {
-    tanh_slice_portable(src, dst);
-}
-
-#[inline(always)]
-fn tanh_slice_portable(src: &[f64], dst: &mut [f64]) {
-    for (d, &x) in dst.iter_mut().zip(src) {
-        *d = tanh(x);
-    }
-}
+vectorised_map!(
+    /// `dst[i] = tanh(src[i])` in single precision, vectorised.
+    tanh_slice_f32, f32, tanh_f32, tanh_slice_f32_avx512, tanh_slice_f32_avx2,
+    tanh_slice_f32_portable
+);
 
 /// One `tanh`, branch-free (see the module docs).
 #[inline(always)]
@@ -102,48 +122,6 @@ pub fn tanh(x: f64) -> f64 {
     let e = scale * em1 + (scale - 1.0);
     let t = e / (e + 2.0);
     if x.is_nan() { x } else { t.copysign(x) }
-}
-
-/// `dst[i] = tanh(src[i])` in single precision, dispatched as
-/// [`tanh_slice`]; every path gives the same bits.
-pub fn tanh_slice_f32(src: &[f32], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature the function is compiled for was just
-            // detected on this processor.
-            unsafe { tanh_slice_f32_avx512(src, dst) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            unsafe { tanh_slice_f32_avx2(src, dst) };
-            return;
-        }
-    }
-    tanh_slice_f32_portable(src, dst);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tanh_slice_f32_avx512(src: &[f32], dst: &mut [f32]) {
-    tanh_slice_f32_portable(src, dst);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tanh_slice_f32_avx2(src: &[f32], dst: &mut [f32]) {
-    tanh_slice_f32_portable(src, dst);
-}
-
-#[inline(always)]
-fn tanh_slice_f32_portable(src: &[f32], dst: &mut [f32]) {
-    for (d, &x) in dst.iter_mut().zip(src) {
-        *d = tanh_f32(x);
-    }
 }
 
 /// One single-precision `tanh` by the method of [`tanh`]: the same

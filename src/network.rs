@@ -348,10 +348,7 @@ impl Model {
         for col in 0..m {
             let dc = &mut ws.delta[col * n..(col + 1) * n];
             let ec = &ws.e[col * k..(col + 1) * k];
-            dc.iter_mut().zip(j).for_each(|(dl, &jv)| *dl = jv * ec[0]);
-            for (jo, &eo) in j.chunks_exact(n).zip(ec).skip(1) {
-                dc.iter_mut().zip(jo).for_each(|(dl, &jv)| *dl += jv * eo);
-            }
+            readout_back(j, ec, dc);
             let (uc, hc) = (&ws.u[col * n..(col + 1) * n], &ws.h[col * n..(col + 1) * n]);
             match slopes {
                 Some(s) => {
@@ -407,6 +404,20 @@ impl Model {
             }
         };
         (w, b, jflat, b_out)
+    }
+}
+
+/// `dc = J^T e_c` for one point: the error signals `e_c` (`K`) of its
+/// outputs sent back through the readout `J` (`[K, N]` row-major) to its
+/// `N` hidden units. Shared by the `f64` and `f32` steps.
+pub(crate) fn readout_back<T>(j: &[T], ec: &[T], dc: &mut [T])
+where
+    T: Copy + std::ops::Mul<Output = T> + std::ops::AddAssign,
+{
+    let n = dc.len();
+    dc.iter_mut().zip(j).for_each(|(dl, &jv)| *dl = jv * ec[0]);
+    for (jo, &eo) in j.chunks_exact(n).zip(ec).skip(1) {
+        dc.iter_mut().zip(jo).for_each(|(dl, &jv)| *dl += jv * eo);
     }
 }
 

@@ -3,13 +3,12 @@
 //! by far less than the seeds differ among themselves, which is the
 //! condition under which single precision may stand in for double.
 
-use std::sync::atomic::AtomicBool;
+mod training;
 
 use repflow::geometry::series::{GeometrySettings, measure};
 use repflow::plan::{Plan, RunSpec};
 use repflow::scenario::{Scenario, Source};
-use repflow::seed;
-use repflow::sgd::{self, Precision};
+use repflow::sgd::Precision;
 
 const SCENARIO: &str = r#"
 name = "precision"
@@ -34,20 +33,7 @@ networks = [0, 1, 2, 3, 4, 5]
 fn end(plan: &Plan, spec: &RunSpec, precision: Precision) -> [f64; 2] {
     let mut settings = plan.sgd.as_ref().unwrap().settings.clone();
     settings.precision = precision;
-    let (n, sigma) = plan.samples;
-    let samples = spec.samples(&plan.task, n, sigma, plan.scenario.seeds.task);
-    let conditions = (plan.task.inputs_view(), plan.task.targets_view());
-    let mut rng = seed::stream(spec.seed, "batches");
-    let stop = AtomicBool::new(false);
-    let tr = sgd::train(
-        &spec.model,
-        &spec.init,
-        &samples,
-        conditions,
-        &settings,
-        &mut rng,
-        &stop,
-    );
+    let tr = training::sgd_run(plan, spec, &settings);
     assert!(*tr.t.last().unwrap() >= 100.0, "{:?}", tr.outcome);
     let geometry = GeometrySettings {
         every: 1000,

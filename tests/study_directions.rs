@@ -6,6 +6,8 @@
 //! event-driven path for kinks) and by SGD; Tanh flow is compared with
 //! ReLU flow and Tanh SGD with ReLU SGD.
 
+mod training;
+
 use std::sync::atomic::AtomicBool;
 
 use repflow::flow;
@@ -13,8 +15,6 @@ use repflow::flow::smooth::FlowData;
 use repflow::geometry::series::{GeometrySeries, measure};
 use repflow::plan::{Plan, RunSpec};
 use repflow::scenario::{Scenario, Source};
-use repflow::seed;
-use repflow::sgd;
 
 const SCENARIO: &str = r#"
 name = "study-directions"
@@ -53,21 +53,7 @@ fn end_of(series: &GeometrySeries) -> End {
 }
 
 fn sgd_end(plan: &Plan, spec: &RunSpec) -> End {
-    let sp = &plan.sgd.as_ref().unwrap().settings;
-    let (n, sigma) = plan.samples;
-    let samples = spec.samples(&plan.task, n, sigma, plan.scenario.seeds.task);
-    let conditions = (plan.task.inputs_view(), plan.task.targets_view());
-    let mut rng = seed::stream(spec.seed, "batches");
-    let stop = AtomicBool::new(false);
-    let tr = sgd::train(
-        &spec.model,
-        &spec.init,
-        &samples,
-        conditions,
-        sp,
-        &mut rng,
-        &stop,
-    );
+    let tr = training::sgd_run(plan, spec, &plan.sgd.as_ref().unwrap().settings);
     let end = *tr.t.last().unwrap();
     assert!(end >= 1000.0, "SGD stopped at t = {end}: {:?}", tr.outcome);
     let settings = plan.geometry.as_ref().unwrap();

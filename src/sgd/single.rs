@@ -14,7 +14,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::activation::Activation;
 use crate::fastmath::tanh_slice_f32;
-use crate::network::{Dims, Model};
+use crate::network::{Dims, Model, readout_back};
 
 /// The network of a [`Model`] in single precision, with its scratch.
 pub struct SingleNet {
@@ -119,10 +119,7 @@ impl SingleNet {
         for col in 0..m {
             let dc = &mut self.delta[col * n..(col + 1) * n];
             let ec = &self.e[col * k..(col + 1) * k];
-            dc.iter_mut().zip(j).for_each(|(dl, &jv)| *dl = jv * ec[0]);
-            for (jo, &eo) in j.chunks_exact(n).zip(ec).skip(1) {
-                dc.iter_mut().zip(jo).for_each(|(dl, &jv)| *dl += jv * eo);
-            }
+            readout_back(j, ec, dc);
             let (uc, hc) = (
                 &self.u[col * n..(col + 1) * n],
                 &self.h[col * n..(col + 1) * n],

@@ -1,63 +1,13 @@
 //! Sweeps from the outside: points, the index, the CSV, dry runs,
 //! interruption and `--resume`, and the scenario files under scenarios/.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdf5_pure::File;
 
 mod common;
-use common::{repflow, run_ok, scenario};
-
-/// A value of a dataset: numbers as f64 bits, strings as they are.
-#[derive(Debug, PartialEq)]
-enum Values {
-    Bits(Vec<u64>),
-    Text(Vec<String>),
-}
-
-/// Every dataset of a file, by path.
-fn datasets(path: &Path) -> BTreeMap<String, (Vec<u64>, Values)> {
-    let file = File::open(path).unwrap();
-    let mut all = BTreeMap::new();
-    let mut stack = vec![String::new()];
-    while let Some(prefix) = stack.pop() {
-        let group = if prefix.is_empty() {
-            file.root()
-        } else {
-            file.group(&prefix).unwrap()
-        };
-        for name in group.datasets().unwrap() {
-            let full = format!("{prefix}/{name}");
-            let ds = file.dataset(&full).unwrap();
-            let values = match ds.read_f64() {
-                Ok(v) => Values::Bits(v.iter().map(|x| x.to_bits()).collect()),
-                Err(_) => match ds.read_i64() {
-                    Ok(v) => Values::Bits(v.iter().map(|&x| x as u64).collect()),
-                    Err(_) => Values::Text(ds.read_string().unwrap()),
-                },
-            };
-            all.insert(full, (ds.shape().unwrap(), values));
-        }
-        for name in group.groups().unwrap() {
-            stack.push(format!("{prefix}/{name}"));
-        }
-    }
-    all
-}
-
-fn attrs(
-    file: &File,
-    group: &str,
-) -> std::collections::HashMap<String, hdf5_pure::AttrValue> {
-    if group == "/" {
-        file.root().attrs().unwrap()
-    } else {
-        file.group(group).unwrap().attrs().unwrap()
-    }
-}
+use common::{Values, attrs, datasets, interrupt, repflow, run_ok, scenario};
 
 const SWEEP: &str = "[task]\nd = 3\ndim = 10\n[network]\nhidden = 16\n\
                      [flow]\nt_end = 20.0\nsaves = 8\n\
@@ -81,10 +31,9 @@ fn a_sweep_writes_one_group_per_point_an_index_and_a_csv() {
 
     let ds = datasets(&out);
     let c = &ds["/sweep/table/task.c_fraction"].1;
-    let bits = |xs: &[f64]| Values::Bits(xs.iter().map(|x| x.to_bits()).collect());
     assert_eq!(
         *c,
-        bits(&[0.0, 0.0, 1.0, 1.0]),
+        Values::Numbers(vec![0.0, 0.0, 1.0, 1.0]),
         "the first key varies slowest"
     );
     let acts = Values::Text(
@@ -206,23 +155,7 @@ fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
         "-j",
         "1",
     ];
-    let mut child = repflow()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !out.exists() && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(700));
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    interrupt(&args, &out, Duration::from_millis(700));
 
     let file = File::open(&out).unwrap();
     assert_eq!(attrs(&file, "/")["status"].as_str(), Some("interrupted"));

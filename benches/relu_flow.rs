@@ -1,5 +1,6 @@
 //! The paper-size ReLU flow (cube task d = 3, k = 1, c = c_max / 2,
-//! D = 100, N = 128, BCE, readout frozen) to t = 1000: the event-driven
+//! D = 100, N = 128, BCE, readout frozen; the built-in default scenario's
+//! net and initial weights) to t = 1000: the event-driven
 //! path, in full weight space and in reduced coordinates, timed by
 //! criterion, and printed side by side with the plain solver path under a
 //! step budget.
@@ -9,46 +10,30 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rand_distr::{Distribution, Normal};
-use repflow::activation::Activation;
 use repflow::flow::integrator::Solver;
 use repflow::flow::smooth::{FlowData, FlowSettings};
 use repflow::flow::{self, piecewise, smooth};
-use repflow::network::{Dims, Loss, Model, Params};
-use repflow::seed;
-use repflow::task::Task;
-use repflow::task::cube::{CubeSpec, Spectrum, cube, max_alignment};
+use repflow::plan::Plan;
+use repflow::scenario::{Scenario, Source};
 use repflow::trajectory::Trajectory;
 
-fn paper_net() -> (Task, Params, Model) {
-    let task = cube(CubeSpec {
-        d: 3,
-        k: 1,
-        alignment: 0.5 * max_alignment(3, 1),
-        dim: 100,
-        seed: 0,
-        spectrum: Spectrum::Deterministic,
-    });
-    let dims = Dims {
-        inputs: 100,
-        hidden: 128,
-        outputs: 1,
+/// The built-in default scenario's net with a ReLU: the paper-size net
+/// exactly as `repflow run` builds it.
+fn paper_plan() -> Plan {
+    let src = Source {
+        file: "bench".into(),
+        text: "[network]\nactivations = [\"relu\"]\n".into(),
     };
-    let mut rng = seed::stream(0, "init");
-    let first = Normal::new(0.0, (1.0f64 / 100.0).sqrt()).unwrap();
-    let second = Normal::new(0.0, (1.0f64 / 128.0).sqrt()).unwrap();
-    let mut draw = |dist: &Normal<f64>, count: usize| -> Vec<f64> {
-        (0..count).map(|_| dist.sample(&mut rng)).collect()
-    };
-    let init = Params {
-        dims,
-        w: draw(&first, 128 * 100),
-        b: draw(&first, 128),
-        j: draw(&second, 128),
-        b_out: draw(&second, 1),
-    };
-    let model = Model::new(Activation::Relu, Loss::Bce, &init, false);
-    (task, init, model)
+    Plan::build(Scenario::parse(&src).unwrap(), src).unwrap()
+}
+
+/// The flow's data: the plan's conditions, trained on and evaluated on.
+fn conditions(plan: &Plan) -> FlowData<'_> {
+    let (x, y) = (plan.task.inputs_view(), plan.task.targets_view());
+    FlowData {
+        training: (x, y),
+        conditions: (x, y),
+    }
 }
 
 fn settings(solver: Solver, max_steps: u64, reduced: bool) -> FlowSettings {
@@ -86,18 +71,15 @@ fn report(label: &str, tr: &Trajectory, seconds: f64) {
 
 /// The plain path with a 20000-step budget against the event-driven one.
 fn side_by_side() {
-    let (task, init, model) = paper_net();
-    let (x, y) = (task.inputs_view(), task.targets_view());
-    let data = FlowData {
-        training: (x, y),
-        conditions: (x, y),
-    };
+    let plan = paper_plan();
+    let (model, init, data) =
+        (&plan.runs[0].model, &plan.runs[0].init, conditions(&plan));
     let stop = AtomicBool::new(false);
 
     for solver in [Solver::Dop853, Solver::Dopri5] {
         let clock = Instant::now();
         let s = settings(solver, 20_000, false);
-        let plain = smooth::integrate(&model, &init, data, &s, &stop);
+        let plain = smooth::integrate(model, init, data, &s, &stop);
         report(
             &format!("plain {}", solver.name()),
             &plain,
@@ -106,13 +88,13 @@ fn side_by_side() {
 
         let clock = Instant::now();
         let s = settings(solver, 2_000_000, false);
-        let events = piecewise::integrate(&model, &init, data, &s, &stop);
+        let events = piecewise::integrate(model, init, data, &s, &stop);
         let label = format!("events {}", solver.name());
         report(&label, &events, clock.elapsed().as_secs_f64());
 
         let clock = Instant::now();
         let s = settings(solver, 2_000_000, true);
-        let reduced = flow::integrate(&model, &init, data, &s, &stop);
+        let reduced = flow::integrate(model, init, data, &s, &stop);
         let label = format!("reduced {}", solver.name());
         report(&label, &reduced, clock.elapsed().as_secs_f64());
     }
@@ -120,12 +102,9 @@ fn side_by_side() {
 
 fn relu_flow(c: &mut Criterion) {
     side_by_side();
-    let (task, init, model) = paper_net();
-    let (x, y) = (task.inputs_view(), task.targets_view());
-    let data = FlowData {
-        training: (x, y),
-        conditions: (x, y),
-    };
+    let plan = paper_plan();
+    let (model, init, data) =
+        (&plan.runs[0].model, &plan.runs[0].init, conditions(&plan));
     let stop = AtomicBool::new(false);
     let mut group = c.benchmark_group("relu_flow");
     group.sample_size(10);
@@ -133,12 +112,12 @@ fn relu_flow(c: &mut Criterion) {
         let s = settings(solver, 2_000_000, false);
         let name = format!("paper_net_to_t1000_{}", solver.name());
         group.bench_function(name, |b| {
-            b.iter(|| black_box(piecewise::integrate(&model, &init, data, &s, &stop)))
+            b.iter(|| black_box(piecewise::integrate(model, init, data, &s, &stop)))
         });
         let s = settings(solver, 2_000_000, true);
         let name = format!("paper_net_to_t1000_{}_reduced", solver.name());
         group.bench_function(name, |b| {
-            b.iter(|| black_box(flow::integrate(&model, &init, data, &s, &stop)))
+            b.iter(|| black_box(flow::integrate(model, init, data, &s, &stop)))
         });
     }
     group.finish();

@@ -130,24 +130,19 @@ fn sgd_step(c: &mut Criterion) {
 fn tanh_flow(c: &mut Criterion) {
     use repflow::flow::integrator::Solver;
     use repflow::flow::smooth::{FlowData, FlowSettings};
-    use repflow::task::cube::{CubeSpec, Spectrum, cube, max_alignment};
+    use repflow::plan::Plan;
+    use repflow::scenario::{Scenario, Source};
     use std::sync::atomic::AtomicBool;
 
-    let task = cube(CubeSpec {
-        d: 3,
-        k: 1,
-        alignment: 0.5 * max_alignment(3, 1),
-        dim: 100,
-        seed: 0,
-        spectrum: Spectrum::Deterministic,
-    });
-    let p = params(Dims {
-        inputs: 100,
-        hidden: 128,
-        outputs: 1,
-    });
-    let model = Model::new(Activation::Tanh, Loss::Bce, &p, false);
-    let cond = (task.inputs_view(), task.targets_view());
+    // The built-in default scenario's net with a Tanh, as `repflow run`
+    // builds it.
+    let src = Source {
+        file: "bench".into(),
+        text: "[network]\nactivations = [\"tanh\"]\n".into(),
+    };
+    let plan = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap();
+    let (model, p) = (&plan.runs[0].model, &plan.runs[0].init);
+    let cond = (plan.task.inputs_view(), plan.task.targets_view());
     let data = FlowData {
         training: cond,
         conditions: cond,
@@ -170,7 +165,7 @@ fn tanh_flow(c: &mut Criterion) {
             plain_kinks: false,
         };
         group.bench_function(name, |b| {
-            b.iter(|| repflow::flow::integrate(&model, &p, data, &settings, &stop))
+            b.iter(|| repflow::flow::integrate(model, p, data, &settings, &stop))
         });
     }
     group.finish();

@@ -7,11 +7,12 @@
 //! `geometry` group, its final target alignment, input alignment and
 //! parallelism score.
 
-use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use hdf5_pure::{AttrValue, File, Group};
+
+use crate::output::attr_text as text;
 
 /// An error reading a file.
 #[derive(Debug, thiserror::Error)]
@@ -209,14 +210,6 @@ fn final_geometry(tg: &Group) -> Result<[f64; 3], hdf5_pure::Error> {
         last("input_alignment")?,
         first_of_last,
     ])
-}
-
-fn text(attrs: &HashMap<String, AttrValue>, key: &str) -> String {
-    attrs
-        .get(key)
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string()
 }
 
 fn show(v: &AttrValue) -> String {

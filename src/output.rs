@@ -24,10 +24,11 @@
 //! checkpoint, when a run fails or when the user interrupts, the root
 //! `status` and each run's `status` and `stop_reason` say how far it got.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hdf5_pure::{AttrValue, FileBuilder, GroupBuilder};
+use hdf5_pure::{AttrValue, FileBuilder, Group, GroupBuilder};
 
 use crate::geometry::series::{
     GeometrySeries, group_alignment, write_group, write_group_alignment,
@@ -472,6 +473,55 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// Reading back a written group whose datasets may be absent (left out
+/// by the storage options or by the measures switched off): an absent
+/// dataset reads as empty.
+pub(crate) struct Optional<'a> {
+    group: &'a Group,
+    names: Vec<String>,
+}
+
+impl<'a> Optional<'a> {
+    /// The datasets of `group`.
+    pub(crate) fn new(group: &'a Group) -> Result<Self, hdf5_pure::Error> {
+        Ok(Optional {
+            group,
+            names: group.datasets()?,
+        })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|d| d == name)
+    }
+
+    /// The `f64` dataset `name`, or nothing.
+    pub(crate) fn f64s(&self, name: &str) -> Result<Vec<f64>, hdf5_pure::Error> {
+        if self.has(name) {
+            self.group.dataset(name)?.read_f64()
+        } else {
+            Ok(vec![])
+        }
+    }
+
+    /// The `i64` dataset `name`, or nothing.
+    pub(crate) fn i64s(&self, name: &str) -> Result<Vec<i64>, hdf5_pure::Error> {
+        if self.has(name) {
+            self.group.dataset(name)?.read_i64()
+        } else {
+            Ok(vec![])
+        }
+    }
+}
+
+/// The string attribute `key`, or the empty string.
+pub(crate) fn attr_text(attrs: &HashMap<String, AttrValue>, key: &str) -> String {
+    attrs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 #[cfg(test)]

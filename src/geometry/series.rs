@@ -43,6 +43,7 @@ use super::dimension::{participation_ratio, sparsity};
 use super::kernel::{cka, gram};
 use super::specialisation::{LabelStructure, distinct_directions};
 use crate::network::Model;
+use crate::output::Optional;
 use crate::task::Task;
 use crate::trajectory::Trajectory;
 
@@ -666,21 +667,8 @@ pub fn read_group(
         return Ok(s);
     }
     let g = parent.group("geometry")?;
-    let names = g.datasets()?;
-    let f64s = |n: &str| -> Result<Vec<f64>, hdf5_pure::Error> {
-        if names.iter().any(|d| d == n) {
-            g.dataset(n)?.read_f64()
-        } else {
-            Ok(vec![])
-        }
-    };
-    let i64s = |n: &str| -> Result<Vec<i64>, hdf5_pure::Error> {
-        if names.iter().any(|d| d == n) {
-            g.dataset(n)?.read_i64()
-        } else {
-            Ok(vec![])
-        }
-    };
+    let data = Optional::new(&g)?;
+    let (f64s, i64s) = (|n| data.f64s(n), |n| data.i64s(n));
     s.t = f64s("t")?;
     s.rows = i64s("rows")?.into_iter().map(|r| r as usize).collect();
     s.target_alignment = f64s("target_alignment")?;

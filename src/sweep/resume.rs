@@ -23,7 +23,7 @@ use hdf5_pure::{AttrValue, File, Group};
 use super::Study;
 use super::output::Results;
 use crate::geometry::series::read_group;
-use crate::output::RunResult;
+use crate::output::{Optional, RunResult, attr_text as text};
 use crate::plan::{Plan, RunSpec};
 use crate::trajectory::{EventKind, KinkEvent, Outcome, StopReason, Trajectory};
 
@@ -136,22 +136,8 @@ fn read_run(
 
 fn read_trajectory(g: &Group) -> Result<Trajectory, hdf5_pure::Error> {
     let attrs = g.attrs()?;
-    let names = g.datasets()?;
-    let has = |n: &str| names.iter().any(|d| d == n);
-    let f64s = |n: &str| -> Result<Vec<f64>, hdf5_pure::Error> {
-        if has(n) {
-            g.dataset(n)?.read_f64()
-        } else {
-            Ok(vec![])
-        }
-    };
-    let i64s = |n: &str| -> Result<Vec<i64>, hdf5_pure::Error> {
-        if has(n) {
-            g.dataset(n)?.read_i64()
-        } else {
-            Ok(vec![])
-        }
-    };
+    let data = Optional::new(g)?;
+    let (f64s, i64s) = (|n| data.f64s(n), |n| data.i64s(n));
 
     let t = f64s("t")?;
     let weights_t = f64s("weights_t")?;
@@ -238,12 +224,4 @@ fn read_events(g: &Group) -> Result<Vec<KinkEvent>, hdf5_pure::Error> {
         });
     }
     Ok(events)
-}
-
-fn text(attrs: &HashMap<String, AttrValue>, key: &str) -> String {
-    attrs
-        .get(key)
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string()
 }

@@ -358,29 +358,13 @@ fn point_plan(
             return Err(fail(format!("{}:{line}: key `{key}`: {msg}", src.file)));
         }
     };
-    let at_sweep_key = |e: ScenarioError| match e {
-        ScenarioError::Invalid {
-            file,
-            line,
-            key,
-            value,
-            allowed,
-        } => {
-            let swept = keys.iter().any(|k| k.key == key);
-            let line = if swept {
-                Some(sweep_line(&src.text, &key))
-            } else {
-                line
-            };
-            ScenarioError::Invalid {
-                file,
-                line,
-                key,
-                value,
-                allowed,
-            }
+    let at_sweep_key = |mut e: ScenarioError| {
+        if let ScenarioError::Invalid { line, key, .. } = &mut e
+            && keys.iter().any(|k| k.key == *key)
+        {
+            *line = Some(sweep_line(&src.text, key));
         }
-        other => other,
+        e
     };
     scenario
         .validate(src)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hdf5_pure::File;
 
 mod common;
-use common::{attrs, datasets, interrupt, repflow, run_ok, scenario};
+use common::{attrs, datasets, interrupt, repflow, run_ok, run_quiet, scenario};
 
 const SMALL: &str = "[task]\nd = 3\ndim = 10\n[network]\nhidden = 16\nactivations = [\"tanh\", \"relu\"]\n\
                      [flow]\nt_end = 20.0\nsaves = 8\n\
@@ -22,13 +22,7 @@ fn a_small_scenario_runs_end_to_end_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let s = scenario(dir.path(), "small.toml", SMALL);
     let out = dir.path().join("small.h5");
-    let stdout = run_ok(&[
-        "-q",
-        "run",
-        s.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let stdout = run_quiet("run", &s, &out, &[]);
     assert!(stdout.contains("complete"), "{stdout}");
 
     let file = File::open(&out).unwrap();
@@ -69,24 +63,8 @@ fn the_same_scenario_gives_identical_datasets_whatever_the_thread_count() {
     let dir = tempfile::tempdir().unwrap();
     let s = scenario(dir.path(), "small.toml", SMALL);
     let (a, b) = (dir.path().join("a.h5"), dir.path().join("b.h5"));
-    run_ok(&[
-        "-q",
-        "run",
-        s.to_str().unwrap(),
-        "-o",
-        a.to_str().unwrap(),
-        "-j",
-        "1",
-    ]);
-    run_ok(&[
-        "-q",
-        "run",
-        s.to_str().unwrap(),
-        "-o",
-        b.to_str().unwrap(),
-        "-j",
-        "2",
-    ]);
+    run_quiet("run", &s, &a, &["-j", "1"]);
+    run_quiet("run", &s, &b, &["-j", "2"]);
     let (da, db) = (datasets(&a), datasets(&b));
     assert!(da.len() > 40, "{} datasets", da.len());
     for (name, (shape, values)) in &da {
@@ -155,14 +133,7 @@ fn an_existing_output_is_kept_unless_forced() {
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--force"));
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
-    run_ok(&[
-        "-q",
-        "run",
-        s.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--force",
-    ]);
+    run_quiet("run", &s, &out, &["--force"]);
     assert!(File::open(&out).is_ok());
 }
 
@@ -263,13 +234,7 @@ fn the_csv_summary_carries_end_of_run_geometry() {
     let dir = tempfile::tempdir().unwrap();
     let s = scenario(dir.path(), "small.toml", SMALL);
     let out = dir.path().join("small.h5");
-    run_ok(&[
-        "-q",
-        "run",
-        s.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    run_quiet("run", &s, &out, &[]);
     let csv = std::fs::read_to_string(dir.path().join("small.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -309,13 +274,7 @@ fn a_task_file_from_data_trains_to_full_accuracy() {
     );
     let s = scenario(dir.path(), "file.toml", &text);
     let out = dir.path().join("file.h5");
-    run_ok(&[
-        "-q",
-        "run",
-        s.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    run_quiet("run", &s, &out, &[]);
     let ds = datasets(&out);
     assert_eq!(ds["/task/inputs"].0, vec![4, 3]);
     for run in ["tanh-s0", "relu-s0"] {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hdf5_pure::File;
 
 mod common;
-use common::{Values, attrs, datasets, interrupt, repflow, run_ok, scenario};
+use common::{Values, attrs, datasets, interrupt, repflow, run_ok, run_quiet, scenario};
 
 const SWEEP: &str = "[task]\nd = 3\ndim = 10\n[network]\nhidden = 16\n\
                      [flow]\nt_end = 20.0\nsaves = 8\n\
@@ -21,13 +21,7 @@ fn a_sweep_writes_one_group_per_point_an_index_and_a_csv() {
     let dir = tempfile::tempdir().unwrap();
     let s = scenario(dir.path(), "sweep.toml", SWEEP);
     let out = dir.path().join("sweep.h5");
-    run_ok(&[
-        "-q",
-        "sweep",
-        s.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    run_quiet("sweep", &s, &out, &[]);
 
     let ds = datasets(&out);
     let c = &ds["/sweep/table/task.c_fraction"].1;
@@ -181,13 +175,7 @@ fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
     let mut resume = args.to_vec();
     resume.push("--resume");
     run_ok(&resume);
-    run_ok(&[
-        "-q",
-        "run",
-        s.to_str().unwrap(),
-        "-o",
-        clean.to_str().unwrap(),
-    ]);
+    run_quiet("run", &s, &clean, &[]);
 
     let file = File::open(&out).unwrap();
     assert_eq!(attrs(&file, "/")["status"].as_str(), Some("complete"));

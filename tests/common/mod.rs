@@ -33,6 +33,15 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `repflow -q <command> <scenario> -o <out> <extra...>`, asserts
+/// success, returns its stdout.
+pub fn run_quiet(command: &str, scenario: &Path, out: &Path, extra: &[&str]) -> String {
+    let (s, o) = (scenario.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["-q", command, s, "-o", o];
+    args.extend_from_slice(extra);
+    run_ok(&args)
+}
+
 /// The values of a dataset: numbers (integers widened) or strings.
 /// Numbers compare by their bits, so that `NaN` equals itself and a
 /// comparison of two files is bit for bit.

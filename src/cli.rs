@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::inspect;
 use crate::plan::Plan;
@@ -40,20 +40,9 @@ pub enum Command {
     Run {
         /// The scenario file (TOML).
         scenario: Option<PathBuf>,
-        /// The output file (default: the scenario's output.path, or
-        /// repflow-<name>.h5).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Overwrite the output file if it exists.
-        #[arg(long)]
-        force: bool,
-        /// Worker threads (default: one per core).
-        #[arg(short = 'j', long, default_value_t = 0)]
-        threads: usize,
-        /// Keep the finished runs of an existing output file made from the
-        /// same scenario, run only the rest, and write the whole file.
-        #[arg(long)]
-        resume: bool,
+        /// Where to write, and how.
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Run a sweep (a scenario with a [sweep] table), or list its points.
     Sweep {
@@ -62,20 +51,9 @@ pub enum Command {
         /// List the points and estimate the work, without running.
         #[arg(long)]
         dry_run: bool,
-        /// The output file (default: the scenario's output.path, or
-        /// repflow-<name>.h5).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Overwrite the output file if it exists.
-        #[arg(long)]
-        force: bool,
-        /// Worker threads (default: one per core).
-        #[arg(short = 'j', long, default_value_t = 0)]
-        threads: usize,
-        /// Keep the finished runs of an existing output file made from the
-        /// same scenario, run only the rest, and write the whole file.
-        #[arg(long)]
-        resume: bool,
+        /// Where to write, and how.
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Check a scenario and print the resolved plan (or a sweep's points),
     /// without running it.
@@ -117,51 +95,22 @@ impl Exit {
 /// Runs a parsed command line; `interrupt` is set by the Ctrl-C handler.
 pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
     match cli.command {
-        Command::Run {
-            scenario,
-            output,
-            force,
-            threads,
-            resume,
-        } => {
-            let study = match load_study(scenario.as_deref()) {
-                Ok(study) => study,
-                Err(msg) => return Exit::fail(2, msg),
-            };
-            let run = RunArgs {
-                output,
-                force,
-                threads,
-                resume,
-                quiet: cli.quiet,
-            };
-            run_study(&study, run, interrupt)
-        }
+        Command::Run { scenario, run } => match load_study(scenario.as_deref()) {
+            Ok(study) => run_study(&study, run, cli.quiet, interrupt),
+            Err(msg) => Exit::fail(2, msg),
+        },
         Command::Sweep {
             scenario,
             dry_run,
-            output,
-            force,
-            threads,
-            resume,
-        } => {
-            let study = match load_study(Some(&scenario)) {
-                Ok(study) => study,
-                Err(msg) => return Exit::fail(2, msg),
-            };
-            if dry_run {
+            run,
+        } => match load_study(Some(&scenario)) {
+            Ok(study) if dry_run => {
                 print!("{}", dry_run::describe(&study));
-                return Exit::ok();
+                Exit::ok()
             }
-            let run = RunArgs {
-                output,
-                force,
-                threads,
-                resume,
-                quiet: cli.quiet,
-            };
-            run_study(&study, run, interrupt)
-        }
+            Ok(study) => run_study(&study, run, cli.quiet, interrupt),
+            Err(msg) => Exit::fail(2, msg),
+        },
         Command::Validate { scenario } => match load_study(Some(&scenario)) {
             Ok(study) if study.is_sweep() => {
                 print!("{}", dry_run::describe(&study));
@@ -193,21 +142,31 @@ pub fn main(cli: Cli, interrupt: &AtomicBool) -> Exit {
 }
 
 /// The flags of `run` and `sweep`.
-struct RunArgs {
-    output: Option<PathBuf>,
-    force: bool,
-    threads: usize,
-    resume: bool,
-    quiet: bool,
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The output file (default: the scenario's output.path, or
+    /// repflow-<name>.h5).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads (default: one per core).
+    #[arg(short = 'j', long, default_value_t = 0)]
+    pub threads: usize,
+    /// Keep the finished runs of an existing output file made from the
+    /// same scenario, run only the rest, and write the whole file.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Runs every point of a study and maps how it ended to an exit code.
-fn run_study(study: &Study, args: RunArgs, interrupt: &AtomicBool) -> Exit {
+fn run_study(study: &Study, args: RunArgs, quiet: bool, interrupt: &AtomicBool) -> Exit {
     let out = args.output.unwrap_or_else(|| study.output().to_path_buf());
     let opts = RunOptions {
         threads: args.threads,
         force: args.force || args.resume,
-        progress: !args.quiet && std::io::stderr().is_terminal(),
+        progress: !quiet && std::io::stderr().is_terminal(),
         ..RunOptions::default()
     };
     let kept = if args.resume {

@@ -1,13 +1,20 @@
-//! Driving `ode_solvers`' Dopri5 and Dop853 over a stretch of time.
+//! Driving the embedded Runge-Kutta pairs over a stretch of time.
 //!
 //! [`Integrator::advance`] takes the state from `t0` to `t1` with the
-//! chosen embedded Runge-Kutta pair (Dormand and Prince 1980; Hairer,
-//! Nørsett and Wanner, *Solving ODEs I*, II.5 and II.10), calling an
-//! observer after every accepted step; the observer can stop the
-//! integration at the end of that step, which is how interruption,
-//! divergence checks and the kink layer of the ReLU family hook in.
+//! chosen pair (Dormand and Prince 1980; Hairer, Nørsett and Wanner,
+//! *Solving ODEs I*, II.5 and II.10), calling an observer after every
+//! accepted step; the observer can stop the integration at the end of that
+//! step, which is how interruption, divergence checks and the kink layer
+//! of the ReLU family hook in. [`Integrator::advance_through`] also hands
+//! out the state at a list of saved times.
 //!
-//! The solvers keep every accepted step in memory in their sparse output
+//! Dopri5 runs on our own allocation-free stepper ([`super::dopri5`]),
+//! which saves between steps from its continuous extension. Dop853 runs on
+//! `ode_solvers` ([`Backend::OdeSolvers`]), which lands on every saved
+//! time instead; its Dopri5 stays reachable on that backend as the
+//! reference our stepper is tested against.
+//!
+//! `ode_solvers` keeps every accepted step in memory in their sparse output
 //! mode, so a long stretch is cut into chunks of at most
 //! [`Integrator::chunk_steps`] attempted steps, each a fresh solver
 //! started with the step size the previous chunk ended on; a restart costs
@@ -20,6 +27,8 @@ use std::cell::Cell;
 
 use ode_solvers::dop_shared::{IntegrationError, OutputType, System};
 use ode_solvers::{DVector, Dop853, Dopri5};
+
+use super::dopri5::{self, Controls, Stop, Work};
 
 /// The embedded Runge-Kutta pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +47,15 @@ impl Solver {
             Solver::Dop853 => "dop853",
         }
     }
+}
+
+/// Who takes the steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Our own stepper, for Dopri5 (Dop853 always runs on `ode_solvers`).
+    Own,
+    /// The `ode_solvers` crate.
+    OdeSolvers,
 }
 
 /// A right-hand side `dy/dt = f(y)` that does not depend on `t`.
@@ -95,6 +113,9 @@ pub struct Integrator {
     pub h: f64,
     /// Work done so far.
     pub stats: SolverStats,
+    /// Who takes the steps.
+    pub backend: Backend,
+    own: dopri5::Dopri5,
 }
 
 struct Adapter<'a, F: VectorField, O: FnMut(f64, &[f64], &[f64]) -> bool> {
@@ -139,7 +160,115 @@ impl Integrator {
             steps_left: max_steps,
             h: 0.0,
             stats: SolverStats::default(),
+            backend: match solver {
+                Solver::Dopri5 => Backend::Own,
+                Solver::Dop853 => Backend::OdeSolvers,
+            },
+            own: dopri5::Dopri5::default(),
         }
+    }
+
+    /// Integrates `y` from `t0` through the increasing `times`, handing
+    /// `on_save` the state at each (times at or before `t0` get the state
+    /// at `t0`); it returns `true` to stop there. The observer sees every
+    /// accepted step as in [`Integrator::advance`]. Our own stepper steps
+    /// past the saved times and takes them from its continuous extension;
+    /// `ode_solvers` lands on each. The result is where the steps got to.
+    pub fn advance_through<F: VectorField>(
+        &mut self,
+        field: &F,
+        t0: f64,
+        times: &[f64],
+        y: &mut DVector<f64>,
+        mut observer: impl FnMut(f64, &[f64], &[f64]) -> bool,
+        mut on_save: impl FnMut(f64, &[f64]) -> bool,
+    ) -> Advanced {
+        let stopped = Advanced {
+            t: t0,
+            halt: Some(Halt::Observer),
+        };
+        let ahead = times.partition_point(|&t| t <= t0);
+        for _ in &times[..ahead] {
+            if on_save(t0, y.as_slice()) {
+                return stopped;
+            }
+        }
+        let times = &times[ahead..];
+        let Some(&t_end) = times.last() else {
+            return Advanced { t: t0, halt: None };
+        };
+        if !self.on_own_stepper() {
+            let mut t = t0;
+            for &ts in times {
+                let r = self.advance(field, t, ts, y, &mut observer);
+                t = r.t;
+                if r.halt.is_some() {
+                    return r;
+                }
+                if on_save(t, y.as_slice()) {
+                    return Advanced { t, ..stopped };
+                }
+            }
+            return Advanced { t, halt: None };
+        }
+        let mut next = 0;
+        let mut buf = vec![0.0; y.len()];
+        self.run_own(field, t0, t_end, y, |s| {
+            if observer(s.t, s.y, s.f) {
+                return true;
+            }
+            while let Some(&ts) = times.get(next).filter(|&&ts| ts <= s.t) {
+                next += 1;
+                let state = if ts >= s.t {
+                    s.y
+                } else {
+                    s.interpolate(ts, &mut buf);
+                    &buf[..]
+                };
+                if on_save(ts, state) {
+                    return true;
+                }
+            }
+            false
+        })
+    }
+
+    /// Whether the steps are our own (which has Dopri5 only).
+    fn on_own_stepper(&self) -> bool {
+        self.backend == Backend::Own && self.solver == Solver::Dopri5
+    }
+
+    /// Our own stepper from `t0` to `t1`, keeping the counts.
+    fn run_own<F: VectorField>(
+        &mut self,
+        field: &F,
+        t0: f64,
+        t1: f64,
+        y: &mut DVector<f64>,
+        on_step: impl FnMut(&dopri5::Step<'_>) -> bool,
+    ) -> Advanced {
+        let mut ctl = Controls {
+            rtol: self.rtol,
+            atol: self.atol,
+            h: self.h,
+            steps_left: self.steps_left,
+            work: Work::default(),
+        };
+        let (t, stop) = self
+            .own
+            .run(field, &mut ctl, t0, t1, y.as_mut_slice(), on_step);
+        let work = ctl.work;
+        self.h = ctl.h;
+        self.steps_left = ctl.steps_left;
+        self.stats.rhs_evals += work.evals;
+        self.stats.accepted += work.accepted;
+        self.stats.rejected += work.rejected;
+        let halt = stop.map(|s| match s {
+            Stop::Callback => Halt::Observer,
+            Stop::Budget => Halt::Budget,
+            Stop::Underflow => Halt::Underflow,
+        });
+        Advanced { t, halt }
     }
 
     /// Integrates `y` from `t0` to `t1 > t0` in place. The observer sees
@@ -153,6 +282,9 @@ impl Integrator {
         y: &mut DVector<f64>,
         mut observer: impl FnMut(f64, &[f64], &[f64]) -> bool,
     ) -> Advanced {
+        if self.on_own_stepper() {
+            return self.run_own(field, t0, t1, y, |s| observer(s.t, s.y, s.f));
+        }
         let mut t = t0;
         while t < t1 {
             if self.steps_left == 0 {
@@ -340,5 +472,100 @@ mod tests {
         assert_eq!(int.steps_left, 0);
         let e = exact(r.t);
         assert!((y[0] - e[0]).abs() < 1e-9);
+    }
+
+    /// Our stepper against `ode_solvers`' Dopri5: the same method and
+    /// controller, so the same accuracy for about the same work.
+    #[test]
+    fn our_dopri5_matches_the_crates() {
+        let mut ends = Vec::new();
+        for backend in [Backend::Own, Backend::OdeSolvers] {
+            let mut int = Integrator::new(Solver::Dopri5, 1e-9, 1e-12, 1_000_000);
+            int.backend = backend;
+            let mut y = DVector::from_vec(vec![1.0, 0.0]);
+            let r = int.advance(&Spiral, 0.0, 30.0, &mut y, |_, _, _| false);
+            assert_eq!(
+                r,
+                Advanced {
+                    t: 30.0,
+                    halt: None
+                }
+            );
+            let e = exact(30.0);
+            assert!((y[0] - e[0]).abs() < 1e-8 && (y[1] - e[1]).abs() < 1e-8);
+            ends.push((y, int.stats));
+        }
+        let (own, crate_) = (&ends[0], &ends[1]);
+        assert!((&own.0 - &crate_.0).norm() < 1e-9, "{:?}", ends);
+        let ratio = own.1.accepted as f64 / crate_.1.accepted as f64;
+        assert!((0.9..1.1).contains(&ratio), "{:?}", ends);
+    }
+
+    /// Saved states between steps come from the continuous extension, to
+    /// the tolerance, and saving more times costs no more steps.
+    #[test]
+    fn saved_times_come_from_the_continuous_extension() {
+        let mut runs = Vec::new();
+        for count in [2, 200] {
+            let times: Vec<f64> = (0..count)
+                .map(|i| 20.0 * i as f64 / (count - 1) as f64)
+                .collect();
+            let mut int = Integrator::new(Solver::Dopri5, 1e-8, 1e-10, 1_000_000);
+            let mut y = DVector::from_vec(vec![1.0, 0.0]);
+            let mut saved = Vec::new();
+            let r = int.advance_through(
+                &Spiral,
+                0.0,
+                &times,
+                &mut y,
+                |_, _, _| false,
+                |t, y| {
+                    saved.push((t, y[0], y[1]));
+                    false
+                },
+            );
+            assert_eq!(
+                r,
+                Advanced {
+                    t: 20.0,
+                    halt: None
+                }
+            );
+            assert_eq!(saved.len(), count);
+            for (t, a, b) in saved {
+                let e = exact(t);
+                assert!(
+                    (a - e[0]).abs() < 2e-7 && (b - e[1]).abs() < 2e-7,
+                    "t = {t}"
+                );
+            }
+            runs.push(int.stats);
+        }
+        assert_eq!(runs[0], runs[1]);
+    }
+
+    /// `on_save` stops at its time; the steps got to the end of that step.
+    #[test]
+    fn a_save_can_stop_the_run() {
+        let times = [0.0, 1.0, 2.5, 4.0, 20.0];
+        for solver in [Solver::Dopri5, Solver::Dop853] {
+            let mut int = Integrator::new(solver, 1e-8, 1e-10, 1_000_000);
+            let mut y = DVector::from_vec(vec![1.0, 0.0]);
+            let mut seen = Vec::new();
+            let r = int.advance_through(
+                &Spiral,
+                0.0,
+                &times,
+                &mut y,
+                |_, _, _| false,
+                |t, _| {
+                    seen.push(t);
+                    t >= 2.5
+                },
+            );
+            assert_eq!(seen, [0.0, 1.0, 2.5], "{solver:?}");
+            assert_eq!(r.halt, Some(Halt::Observer));
+            assert!(r.t >= 2.5 && r.t < 20.0, "{solver:?} {}", r.t);
+        }
     }
 }

@@ -6,18 +6,21 @@ D = 100, N = 128, frozen readout, BCE), reads the task and the initial
 weights back from its file, and runs on them:
 
 - the Tanh gradient flow to t = 1000 with SciPy's solve_ivp (DOP853,
-  rtol 1e-8, atol 1e-10), against repflow's Tanh flow;
+  rtol 1e-8, atol 1e-10) and, when JAX and diffrax are installed, with
+  diffrax's Dopri8 under jit (the solve timed after compiling), against
+  repflow's Tanh flow;
 - the ReLU flow with SciPy, stopped after a wall-clock budget (it slides
   along the kinks and its step size collapses), against repflow's
   event-driven ReLU flow;
 - SGD with the study's protocol (5000 samples, batch 64, eta 0.1) in NumPy
-  (float64), per step, against repflow's SGD, and PyTorch's when it is
-  installed.
+  (float64), per step, against repflow's SGD (float64 and float32), and
+  PyTorch's (float32 and float64) when it is installed.
 
 It prints each figure and the ratio. Single core: run it as
 `OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python3 benches/baselines.py`.
 Needs numpy, scipy and h5py (pip install numpy scipy h5py) and a release
-build (`cargo build --release`).
+build (`cargo build --release`); pip install jax diffrax torch for the
+other two.
 """
 
 import os
@@ -57,6 +60,7 @@ enabled = false
 saves = 2
 [sgd]
 epochs = 50
+precision = "PRECISION"
 [geometry]
 enabled = false
 """
@@ -111,6 +115,50 @@ def scipy_flow(f, act, budget_seconds):
         return time.perf_counter() - start, float(e.args[0]), None
 
 
+def diffrax_flow(f):
+    """The Tanh flow with diffrax's Dopri8 under jit; returns the seconds of
+    the solve after compiling, or None without JAX and diffrax."""
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_platforms", "cpu")
+        import diffrax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    X = jnp.asarray(f["task/inputs"][()])
+    Y = jnp.asarray(f["task/targets"][()])
+    run = f["runs/tanh-s0"]
+    W0, b0 = run["init/W"][()], run["init/b"][()]
+    J, b_out = jnp.asarray(run["init/J"][()]), jnp.asarray(run["init/b_out"][()])
+    n, d = W0.shape
+
+    def rhs(t, theta, args):
+        W, b = theta[: n * d].reshape(n, d), theta[n * d :]
+        H = jnp.tanh(X @ W.T + b)
+        E = jax.nn.sigmoid(H @ J.T + b_out) - Y
+        delta = (E @ J) * (1.0 - H * H)
+        p = X.shape[0]
+        return jnp.concatenate([(-(delta.T @ X) / p).ravel(), -delta.mean(axis=0)])
+
+    @jax.jit
+    def solve(theta0):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(rhs), diffrax.Dopri8(), 0.0, 1000.0, None, theta0,
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
+            max_steps=1_000_000)
+        return sol.ys, sol.stats["num_steps"]
+
+    theta0 = jnp.concatenate([jnp.asarray(W0).ravel(), jnp.asarray(b0)])
+    jax.block_until_ready(solve(theta0))
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        jax.block_until_ready(solve(theta0))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def numpy_sgd_step_seconds(f, steps=300):
     X = f["task/inputs"][()]
     Y = f["task/targets"][()]
@@ -130,18 +178,20 @@ def numpy_sgd_step_seconds(f, steps=300):
     return (time.perf_counter() - start) / steps
 
 
-def torch_sgd_step_seconds(f, steps=300):
+def torch_sgd_step_seconds(f, dtype, steps=300):
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(1)
-    X = torch.tensor(f["task/inputs"][()])
+    dtype = getattr(torch, dtype)
+    X = torch.tensor(f["task/inputs"][()], dtype=dtype)
     run = f["runs/tanh-s0"]
-    W = torch.tensor(run["init/W"][()], requires_grad=True)
-    b = torch.tensor(run["init/b"][()], requires_grad=True)
-    J, b_out = torch.tensor(run["init/J"][()]), torch.tensor(run["init/b_out"][()])
-    Y = torch.tensor(f["task/targets"][()])
+    W = torch.tensor(run["init/W"][()], dtype=dtype, requires_grad=True)
+    b = torch.tensor(run["init/b"][()], dtype=dtype, requires_grad=True)
+    J = torch.tensor(run["init/J"][()], dtype=dtype)
+    b_out = torch.tensor(run["init/b_out"][()], dtype=dtype)
+    Y = torch.tensor(f["task/targets"][()], dtype=dtype)
     cond = torch.randint(0, X.shape[0], (5000,))
     Xs, Ys = X[cond] + torch.randn(5000, X.shape[1], dtype=X.dtype), Y[cond]
     opt = torch.optim.SGD([W, b], lr=0.1)
@@ -162,9 +212,12 @@ def main():
         sys.exit("build repflow first: cargo build --release")
     with tempfile.TemporaryDirectory() as workdir:
         path = run_repflow(workdir, SCENARIO, "flows")
-        with h5py.File(run_repflow(workdir, SGD_ONLY, "sgd")) as g:
-            sgd = g["runs/tanh-s0/sgd"].attrs
-            ours_step = sgd["seconds"] / sgd["steps"]
+        ours_step = {}
+        for precision in ("f64", "f32"):
+            text = SGD_ONLY.replace("PRECISION", precision)
+            with h5py.File(run_repflow(workdir, text, f"sgd-{precision}")) as g:
+                sgd = g["runs/tanh-s0/sgd"].attrs
+                ours_step[precision] = sgd["seconds"] / sgd["steps"]
         with h5py.File(path) as f:
             ours = {
                 act: (
@@ -176,24 +229,32 @@ def main():
 
             print("paper-size cube net, flow to t = 1000 at rtol 1e-8, one core")
             secs, t, nfev = scipy_flow(f, "tanh", 600.0)
-            print(f"  tanh  scipy DOP853 {secs:8.3f} s ({nfev} evals)   "
+            print(f"  tanh  scipy DOP853 {secs:8.4f} s ({nfev} evals)   "
                   f"repflow {ours['tanh'][0]:.4f} s ({ours['tanh'][1]} evals)   "
                   f"ratio {secs / ours['tanh'][0]:.0f}x")
+            secs = diffrax_flow(f)
+            if secs is None:
+                print("  (JAX/diffrax not installed: pip install jax diffrax to compare)")
+            else:
+                print(f"  tanh  diffrax Dopri8 {secs:8.4f} s (jit, after compiling)   "
+                      f"ratio {secs / ours['tanh'][0]:.0f}x")
             secs, t, _ = scipy_flow(f, "relu", 60.0)
             print(f"  relu  scipy DOP853 reached t = {t:.3g} of 1000 in {secs:.0f} s   "
                   f"repflow reached t = 1000 in {ours['relu'][0]:.3f} s")
 
             step = numpy_sgd_step_seconds(f)
-            print("SGD step, study protocol (batch 64, D = 100, N = 128), tanh")
-            print(f"  numpy f64 {step * 1e6:7.1f} us   repflow {ours_step * 1e6:7.1f} us   "
-                  f"ratio {step / ours_step:.1f}x")
-            torch_step = torch_sgd_step_seconds(f)
-            if torch_step is None:
-                print("  (PyTorch not installed: pip install torch to compare)")
-            else:
-                print(f"  torch f64 {torch_step * 1e6:7.1f} us   ratio "
-                      f"{torch_step / ours_step:.1f}x")
-
+            o64, o32 = ours_step["f64"], ours_step["f32"]
+            print("SGD step, study protocol (batch 64, D = 100, N = 128), tanh, "
+                  "per step over a whole run")
+            print(f"  repflow f64 {o64 * 1e6:7.1f} us   f32 {o32 * 1e6:7.1f} us")
+            print(f"  numpy f64   {step * 1e6:7.1f} us   ratio {step / o64:.1f}x (f64)")
+            for dtype, ours_p in (("float32", o32), ("float64", o64)):
+                torch_step = torch_sgd_step_seconds(f, dtype)
+                if torch_step is None:
+                    print("  (PyTorch not installed: pip install torch to compare)")
+                    break
+                print(f"  torch {dtype} {torch_step * 1e6:7.1f} us   ratio "
+                      f"{torch_step / ours_p:.1f}x (repflow in the same precision)")
 
 if __name__ == "__main__":
     main()

@@ -426,7 +426,7 @@ where
 /// (`tanh`, `exp`) pay for the dirty upper state on some processors: on
 /// the development machine a Tanh SGD run took ten times as long.
 #[inline]
-fn clear_upper_vector_state() {
+pub(crate) fn clear_upper_vector_state() {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx") {

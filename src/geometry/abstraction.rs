@@ -46,6 +46,8 @@
 
 use std::collections::HashSet;
 
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use nalgebra::DMatrix;
 use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
@@ -54,6 +56,7 @@ use super::assignment::hungarian;
 use super::classifier::{C, LinearSvm};
 use super::dichotomy::{balanced_dichotomies, classes, random_balanced_dichotomies};
 use crate::fastmath::dot;
+use crate::network::clear_upper_vector_state;
 use crate::seed;
 
 /// The largest class size for which [`parallelism_max`] is exhaustive.
@@ -133,9 +136,16 @@ pub fn parallelism_max(z: &[f64], p: usize, labels: &[bool], seed: u64) -> Paral
 ///
 /// As [`parallelism_max`].
 pub fn parallelism_min_distance(z: &[f64], p: usize, labels: &[bool]) -> Parallelism {
-    let coding = Coding::new(z, p, labels);
+    let (neg, pos) = classes(labels);
+    assert_eq!(neg.len(), pos.len(), "the dichotomy is not balanced");
     let perm = min_distance_pairing(z, p, labels);
-    coding.result(perm, true)
+    let pairs: Vec<(usize, usize)> =
+        (0..neg.len()).map(|i| (neg[i], pos[perm[i]])).collect();
+    Parallelism {
+        score: parallelism_of_pairs(z, p, &pairs),
+        pairs,
+        exhaustive: true,
+    }
 }
 
 /// `perm[i]`: the index in the positive class paired with the `i`-th
@@ -159,10 +169,13 @@ fn min_distance_pairing(z: &[f64], p: usize, labels: &[bool]) -> Vec<usize> {
 /// balanced dichotomy, with their cosines tabled when affordable.
 struct Coding {
     m: usize,
+    /// Hidden units: the length of a coding vector.
+    n: usize,
     neg: Vec<usize>,
     pos: Vec<usize>,
-    /// `units[i * m + k]`: unit `z_pos[k] - z_neg[i]` (or zero).
-    units: Vec<Vec<f64>>,
+    /// `units[(i * m + k) * n..][..n]`: unit `z_pos[k] - z_neg[i]` (or
+    /// zero).
+    units: Vec<f64>,
     /// `table[((i * m + k) * m + j) * m + l]`: cosine of two coding
     /// vectors, when `m <= TABLE_LIMIT`.
     table: Option<Vec<f64>>,
@@ -178,17 +191,25 @@ impl Coding {
         assert_eq!(neg.len(), pos.len(), "the dichotomy is not balanced");
         let m = neg.len();
         let row = |c: usize| &z[c * n..(c + 1) * n];
-        let units: Vec<Vec<f64>> = (0..m * m)
-            .map(|ik| unit_difference(row(pos[ik % m]), row(neg[ik / m])))
-            .collect();
-        let table = (m <= TABLE_LIMIT).then(|| {
-            let mm = m * m;
-            (0..mm * mm)
-                .map(|x| dot(&units[x / mm], &units[x % mm]))
-                .collect()
+        let mm = m * m;
+        let mut units = Vec::with_capacity(mm * n);
+        for ik in 0..mm {
+            units.extend(unit_difference(row(pos[ik % m]), row(neg[ik / m])));
+        }
+        // Every cosine at once, as the Gram matrix of the unit vectors
+        // (one product instead of mm^2 dot products; at d = 5 the table
+        // holds 65,536 of them per dichotomy).
+        let table = (m <= TABLE_LIMIT && n > 0).then(|| {
+            let mut table = vec![0.0; mm * mm];
+            let u = MatRef::from_column_major_slice(&units, n, mm);
+            let t = MatMut::from_column_major_slice_mut(&mut table, mm, mm);
+            matmul(t, Accum::Replace, u.transpose(), u, 1.0, Par::Seq);
+            clear_upper_vector_state();
+            table
         });
         Coding {
             m,
+            n,
             neg,
             pos,
             units,
@@ -198,10 +219,13 @@ impl Coding {
 
     /// The cosine between coding vectors `(i, k)` and `(j, l)`.
     fn cos(&self, i: usize, k: usize, j: usize, l: usize) -> f64 {
-        let m = self.m;
+        let (m, n) = (self.m, self.n);
         match &self.table {
             Some(t) => t[((i * m + k) * m + j) * m + l],
-            None => dot(&self.units[i * m + k], &self.units[j * m + l]),
+            None => {
+                let unit = |a: usize| &self.units[a * n..(a + 1) * n];
+                dot(unit(i * m + k), unit(j * m + l))
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::activation::Activation;
 use crate::fastmath::tanh_slice_f32;
-use crate::network::{Dims, Model, readout_back};
+use crate::network::{Dims, Model, clear_upper_vector_state, readout_back};
 
 /// The network of a [`Model`] in single precision, with its scratch.
 pub struct SingleNet {
@@ -98,15 +98,21 @@ impl SingleNet {
                 h.iter_mut().zip(u).for_each(|(h, &u)| *h = f(u));
             }
         }
-        let hs = self.h[..n * m].chunks_exact(n);
-        for ((zc, ec), (hc, col)) in self.z[..k * m]
+        // z = J h (K x M, column-major) as one product: a dot product per
+        // output and sample does not vectorise in f32 (the sum's order is
+        // fixed) and cost as much as the two large products at K = 5.
+        let jt = MatRef::from_column_major_slice(j, n, k).transpose();
+        let hm = MatRef::from_column_major_slice(&self.h[..n * m], n, m);
+        let z = MatMut::from_column_major_slice_mut(&mut self.z[..k * m], k, m);
+        matmul(z, Accum::Replace, jt, hm, 1.0, Par::Seq);
+        clear_upper_vector_state();
+        for ((zc, ec), col) in self.z[..k * m]
             .chunks_exact_mut(k)
             .zip(self.e[..k * m].chunks_exact_mut(k))
-            .zip(hs.zip(0..m))
+            .zip(0..m)
         {
             for (o, (z, e)) in zc.iter_mut().zip(ec.iter_mut()).enumerate() {
-                let jo = &j[o * n..(o + 1) * n];
-                *z = jo.iter().zip(hc).map(|(a, b)| a * b).sum::<f32>() + b_out[o];
+                *z += b_out[o];
                 *e = self.loss.error(f64::from(*z), f64::from(y[(o, col)])) as f32;
             }
         }

@@ -31,6 +31,7 @@ pub mod run;
 pub mod scenario;
 pub mod seed;
 pub mod sgd;
+pub mod simd;
 pub mod sweep;
 pub mod task;
 pub mod trajectory;

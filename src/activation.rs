@@ -120,6 +120,7 @@ impl Activation {
 
     /// `h[i] = f(u[i])` over a slice: one loop per activation, so that
     /// each is compiled (and vectorised) for its own formula.
+    #[inline(always)]
     pub fn apply(&self, u: &[f64], h: &mut [f64]) {
         assert_eq!(u.len(), h.len());
         match *self {
@@ -131,6 +132,7 @@ impl Activation {
 
     /// `d[i] *= f'(u[i])` over a slice, given also `h = f(u)` (see
     /// [`Activation::slope_at`]).
+    #[inline(always)]
     pub fn scale_by_slope(&self, u: &[f64], h: &[f64], d: &mut [f64]) {
         assert!(u.len() == d.len() && h.len() == d.len());
         match *self {

@@ -6,6 +6,7 @@
 //! integrates the ReLU family event by event, with Filippov sliding.
 //! [`integrate`] picks the path for a model.
 
+pub mod conditions;
 pub mod dopri5;
 pub mod integrator;
 pub mod piecewise;

@@ -20,6 +20,7 @@ use std::time::Instant;
 use faer::MatRef;
 use ode_solvers::DVector;
 
+use super::conditions::{self, ConditionField};
 use super::integrator::{Halt, Integrator, Solver, VectorField};
 use crate::network::{Model, Params, Workspace};
 use crate::trajectory::{Outcome, Recorder, StopReason, Trajectory};
@@ -81,7 +82,8 @@ pub struct FlowData<'a> {
     pub conditions: (MatRef<'a, f64>, MatRef<'a, f64>),
 }
 
-/// Integrates the flow of `model` from `init` and saves it.
+/// Integrates the flow of `model` from `init` and saves it; on few data
+/// points with the field of [`super::conditions`], in its lane layout.
 pub fn integrate(
     model: &Model,
     init: &Params,
@@ -89,8 +91,51 @@ pub fn integrate(
     settings: &FlowSettings,
     interrupt: &AtomicBool,
 ) -> Trajectory {
+    let (x, y) = data.training;
+    if conditions::suits(model, x.ncols()) {
+        let field = ConditionField::new(model, x, y);
+        integrate_with(
+            &field,
+            Layout::Lanes,
+            model,
+            init,
+            data,
+            settings,
+            interrupt,
+        )
+    } else {
+        let field = GradientField::new(model, x, y);
+        integrate_with(
+            &field,
+            Layout::Standard,
+            model,
+            init,
+            data,
+            settings,
+            interrupt,
+        )
+    }
+}
+
+/// How a field lays out the state it integrates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// As [`crate::network`] does.
+    Standard,
+    /// With `W` transposed ([`super::conditions`]).
+    Lanes,
+}
+
+fn integrate_with<F: VectorField>(
+    field: &F,
+    layout: Layout,
+    model: &Model,
+    init: &Params,
+    data: FlowData<'_>,
+    settings: &FlowSettings,
+    interrupt: &AtomicBool,
+) -> Trajectory {
     let clock = Instant::now();
-    let field = GradientField::new(model, data.training.0, data.training.1);
     let mut recorder = Recorder::new(model, init, data.conditions, data.training);
     let mut int = Integrator::new(
         settings.solver,
@@ -98,7 +143,19 @@ pub fn integrate(
         settings.atol,
         settings.max_steps,
     );
-    let mut y = DVector::from_vec(init.to_state(model.trains_readout()));
+    let standard = init.to_state(model.trains_readout());
+    let mut y = DVector::from_vec(standard.clone());
+    let mut buf = standard;
+    if layout == Layout::Lanes {
+        conditions::to_lanes(model.dims, &buf, y.as_mut_slice());
+    }
+    let mut record = |t: f64, state: &[f64]| match layout {
+        Layout::Standard => recorder.record(t, None, state),
+        Layout::Lanes => {
+            conditions::from_lanes(model.dims, state, &mut buf);
+            recorder.record(t, None, &buf)
+        }
+    };
 
     let mut reason = StopReason::Completed;
     let (mut diverged, mut loss_diverged) = (false, false);
@@ -109,11 +166,11 @@ pub fn integrate(
     };
     let on_save = |t: f64, y: &[f64]| {
         t_saved = t;
-        loss_diverged = !recorder.record(t, None, y).is_finite();
+        loss_diverged = !record(t, y).is_finite();
         loss_diverged
     };
     let r =
-        int.advance_through(&field, 0.0, &settings.save_times, &mut y, observer, on_save);
+        int.advance_through(field, 0.0, &settings.save_times, &mut y, observer, on_save);
     if let Some(halt) = r.halt {
         reason = match halt {
             Halt::Observer if loss_diverged => StopReason::Diverged,
@@ -123,7 +180,7 @@ pub fn integrate(
             Halt::Observer => StopReason::Interrupted,
         };
         if !loss_diverged && r.t > t_saved {
-            recorder.record(r.t, None, y.as_slice());
+            record(r.t, y.as_slice());
         }
     }
     let t = if loss_diverged { t_saved } else { r.t };

@@ -121,11 +121,22 @@ impl Step<'_> {
     pub fn interpolate(&self, t: f64, out: &mut [f64]) {
         let h = self.t - self.t_old;
         let theta = ((t - self.t_old) / h).clamp(0.0, 1.0);
+        dense(self.k, self.y_old, self.y, h, theta, out);
+    }
+}
+
+crate::simd_fn! {
+    /// The fourth-order continuous extension at `t_old + theta h` of the
+    /// step from `y0` to `y1` with stages `k`.
+    fn dense(k: &[Vec<f64>; 7], y0: &[f64], y1: &[f64], h: f64, theta: f64, out: &mut [f64]) {
+        let n = out.len();
         let theta1 = 1.0 - theta;
-        let [k1, _, k3, k4, k5, k6, k7] = self.k;
-        for (i, o) in out.iter_mut().enumerate() {
-            let (y0, y1) = (self.y_old[i], self.y[i]);
-            let diff = y1 - y0;
+        let [k1, _, k3, k4, k5, k6, k7] = k;
+        let (k1, k3, k4, k5, k6, k7) =
+            (&k1[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n], &k7[..n]);
+        let (y0, y1) = (&y0[..n], &y1[..n]);
+        for i in 0..n {
+            let diff = y1[i] - y0[i];
             let bspl = h * k1[i] - diff;
             let r4 = diff - h * k7[i] - bspl;
             let r5 = h
@@ -135,8 +146,100 @@ impl Step<'_> {
                     + D5 * k5[i]
                     + D6 * k6[i]
                     + D7 * k7[i]);
-            *o = y0 + theta * (diff + theta1 * (bspl + theta * (r4 + theta1 * r5)));
+            out[i] = y0[i] + theta * (diff + theta1 * (bspl + theta * (r4 + theta1 * r5)));
         }
+    }
+}
+
+crate::simd_fn! {
+    /// The state stage `stage + 1` (2 to 7) is evaluated at, `y + h sum_j
+    /// a_j k_j` over the stages before it, into `out`.
+    fn stage_state(stage: usize, k: &[Vec<f64>; 7], y: &[f64], h: f64, out: &mut [f64]) {
+        let n = y.len();
+        let [k1, k2, k3, k4, k5, k6, _] = k;
+        let (k1, k2, k3, k4, k5, k6) =
+            (&k1[..n], &k2[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n]);
+        let out = &mut out[..n];
+        match stage {
+            1 => {
+                for i in 0..n {
+                    out[i] = y[i] + h * A21 * k1[i];
+                }
+            }
+            2 => {
+                for i in 0..n {
+                    out[i] = y[i] + h * (A31 * k1[i] + A32 * k2[i]);
+                }
+            }
+            3 => {
+                for i in 0..n {
+                    out[i] = y[i] + h * (A41 * k1[i] + A42 * k2[i] + A43 * k3[i]);
+                }
+            }
+            4 => {
+                for i in 0..n {
+                    out[i] = y[i]
+                        + h * (A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]);
+                }
+            }
+            5 => {
+                for i in 0..n {
+                    out[i] = y[i]
+                        + h * (A61 * k1[i]
+                            + A62 * k2[i]
+                            + A63 * k3[i]
+                            + A64 * k4[i]
+                            + A65 * k5[i]);
+                }
+            }
+            _ => {
+                for i in 0..n {
+                    out[i] = y[i]
+                        + h * (A71 * k1[i]
+                            + A73 * k3[i]
+                            + A74 * k4[i]
+                            + A75 * k5[i]
+                            + A76 * k6[i]);
+                }
+            }
+        }
+    }
+}
+
+crate::simd_fn! {
+    /// The sum over components of the squared local error estimate of the
+    /// step from `y` to `y_new`, each scaled by `atol + rtol max(|y|,
+    /// |y_new|)`; the terms go through `q`, then eight running sums.
+    fn error_squares(
+        k: &[Vec<f64>; 7],
+        y: &[f64],
+        y_new: &[f64],
+        h: f64,
+        atol: f64,
+        rtol: f64,
+        q: &mut [f64],
+    ) -> f64 {
+        let n = y.len();
+        let [k1, _, k3, k4, k5, k6, k7] = k;
+        let (k1, k3, k4, k5, k6, k7) =
+            (&k1[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n], &k7[..n]);
+        let (y_new, q) = (&y_new[..n], &mut q[..n]);
+        for i in 0..n {
+            let e = h
+                * (E1 * k1[i] + E3 * k3[i] + E4 * k4[i] + E5 * k5[i] + E6 * k6[i]
+                    + E7 * k7[i]);
+            let scale = atol + rtol * y[i].abs().max(y_new[i].abs());
+            q[i] = (e / scale) * (e / scale);
+        }
+        let mut lanes = [0.0; 8];
+        let chunks = q.chunks_exact(8);
+        let tail: f64 = chunks.remainder().iter().sum();
+        for c in chunks {
+            for l in 0..8 {
+                lanes[l] += c[l];
+            }
+        }
+        lanes.iter().sum::<f64>() + tail
     }
 }
 
@@ -147,6 +250,8 @@ pub struct Dopri5 {
     k: [Vec<f64>; 7],
     y_new: Vec<f64>,
     y_old: Vec<f64>,
+    /// The scaled squared error terms of the last step.
+    q: Vec<f64>,
 }
 
 impl Dopri5 {
@@ -155,6 +260,7 @@ impl Dopri5 {
             self.k.iter_mut().for_each(|k| *k = vec![0.0; n]);
             self.y_new = vec![0.0; n];
             self.y_old = vec![0.0; n];
+            self.q = vec![0.0; n];
         }
     }
 
@@ -253,60 +359,17 @@ impl Dopri5 {
     /// in `k[0]`; the fifth-order result goes to `y_new` and its field to
     /// `k[6]`.
     fn stages<F: VectorField>(&mut self, field: &F, y: &[f64], h: f64) {
-        let [k1, k2, k3, k4, k5, k6, k7] = &mut self.k;
-        let s = &mut self.y_new;
-        for i in 0..y.len() {
-            s[i] = y[i] + h * A21 * k1[i];
+        for stage in 1..7 {
+            stage_state(stage, &self.k, y, h, &mut self.y_new);
+            field.eval(&self.y_new, &mut self.k[stage]);
         }
-        field.eval(s, k2);
-        for i in 0..y.len() {
-            s[i] = y[i] + h * (A31 * k1[i] + A32 * k2[i]);
-        }
-        field.eval(s, k3);
-        for i in 0..y.len() {
-            s[i] = y[i] + h * (A41 * k1[i] + A42 * k2[i] + A43 * k3[i]);
-        }
-        field.eval(s, k4);
-        for i in 0..y.len() {
-            s[i] = y[i] + h * (A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]);
-        }
-        field.eval(s, k5);
-        for i in 0..y.len() {
-            s[i] = y[i]
-                + h * (A61 * k1[i]
-                    + A62 * k2[i]
-                    + A63 * k3[i]
-                    + A64 * k4[i]
-                    + A65 * k5[i]);
-        }
-        field.eval(s, k6);
-        for i in 0..y.len() {
-            s[i] = y[i]
-                + h * (A71 * k1[i]
-                    + A73 * k3[i]
-                    + A74 * k4[i]
-                    + A75 * k5[i]
-                    + A76 * k6[i]);
-        }
-        field.eval(s, k7);
     }
 
     /// The scaled RMS norm of the local error estimate of the step from
     /// `y` to `y_new`.
-    fn error(&self, ctl: &Controls, y: &[f64], h: f64) -> f64 {
-        let [k1, _, k3, k4, k5, k6, k7] = &self.k;
-        let mut sum = 0.0;
-        for i in 0..y.len() {
-            let e = h
-                * (E1 * k1[i]
-                    + E3 * k3[i]
-                    + E4 * k4[i]
-                    + E5 * k5[i]
-                    + E6 * k6[i]
-                    + E7 * k7[i]);
-            let scale = ctl.atol + ctl.rtol * y[i].abs().max(self.y_new[i].abs());
-            sum += (e / scale) * (e / scale);
-        }
+    fn error(&mut self, ctl: &Controls, y: &[f64], h: f64) -> f64 {
+        let (k, y_new, q) = (&self.k, &self.y_new, &mut self.q);
+        let sum = error_squares(k, y, y_new, h, ctl.atol, ctl.rtol, q);
         let err = (sum / y.len().max(1) as f64).sqrt();
         if err.is_nan() { f64::INFINITY } else { err }
     }

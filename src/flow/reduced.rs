@@ -17,8 +17,7 @@
 //! when it trains on the conditions themselves; a flow on noisy samples,
 //! which span the whole input space, runs in full.
 
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::MatRef;
 use nalgebra::DMatrix;
 
 use crate::network::{Dims, Model, Params};
@@ -92,23 +91,35 @@ impl Reduction {
             ..
         } = self.full_init.dims;
         let r = self.rank();
-        let q = MatRef::from_column_major_slice(self.basis.as_slice(), d, r);
+        // Q^T row-major is Q column-major: the basis vectors one after
+        // another.
+        let qt = self.basis.as_slice();
         let mut full = Vec::with_capacity(tr.w.len() / r * d);
-        let mut dz = vec![0.0; n * r];
         for zt in tr.w.chunks_exact(n * r) {
-            // W(t) = W(0) + (Z(t) - Z(0)) Q^T: exactly W(0) at the start.
-            // Row-major W is column-major W^T = W(0)^T + Q (Z - Z(0))^T.
-            dz.iter_mut()
-                .zip(zt.iter().zip(&self.init.w))
-                .for_each(|(d, (z, z0))| *d = z - z0);
-            let start = full.len();
             full.extend_from_slice(&self.full_init.w);
-            let wt = MatMut::from_column_major_slice_mut(&mut full[start..], d, n);
-            let dzt = MatRef::from_column_major_slice(&dz, r, n);
-            matmul(wt, Accum::Add, q, dzt, 1.0, Par::Seq);
+            let start = full.len() - n * d;
+            rebuild(&self.init.w, zt, qt, r, &mut full[start..]);
         }
         tr.w = full;
         tr
+    }
+}
+
+crate::simd_fn! {
+    /// `W += (Z - Z(0)) Q^T` on a copy of `W(0)`, row by row (`W`
+    /// `[N, D]`, `Z` `[N, r]`, `Q^T` `[r, D]`, all row-major): exactly
+    /// `W(0)` where `Z` has not moved.
+    fn rebuild(z0: &[f64], z: &[f64], qt: &[f64], r: usize, w: &mut [f64]) {
+        let d = qt.len() / r;
+        for (i, wi) in w.chunks_exact_mut(d).enumerate() {
+            for j in 0..r {
+                let dz = z[i * r + j] - z0[i * r + j];
+                let q = &qt[j * d..(j + 1) * d];
+                for a in 0..d {
+                    wi[a] += dz * q[a];
+                }
+            }
+        }
     }
 }
 

@@ -108,8 +108,11 @@ def scipy_flow(f, act, budget_seconds):
         return np.concatenate([gW.ravel(), gb])
 
     theta0 = np.concatenate([W0.ravel(), b0])
+    # The saved times of repflow's run, so that both do the same work.
+    times = run["flow/t"][()]
     try:
-        sol = solve_ivp(rhs, (0.0, 1000.0), theta0, method="DOP853", rtol=1e-8, atol=1e-10)
+        sol = solve_ivp(rhs, (0.0, 1000.0), theta0, method="DOP853", rtol=1e-8,
+                        atol=1e-10, t_eval=times)
         return time.perf_counter() - start, 1000.0, sol.nfev
     except TimeoutError as e:
         return time.perf_counter() - start, float(e.args[0]), None
@@ -131,6 +134,7 @@ def diffrax_flow(f):
     run = f["runs/tanh-s0"]
     W0, b0 = run["init/W"][()], run["init/b"][()]
     J, b_out = jnp.asarray(run["init/J"][()]), jnp.asarray(run["init/b_out"][()])
+    times = jnp.asarray(run["flow/t"][()])
     n, d = W0.shape
 
     def rhs(t, theta, args):
@@ -146,7 +150,7 @@ def diffrax_flow(f):
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(rhs), diffrax.Dopri8(), 0.0, 1000.0, None, theta0,
             stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
-            max_steps=1_000_000)
+            saveat=diffrax.SaveAt(ts=times), max_steps=1_000_000)
         return sol.ys, sol.stats["num_steps"]
 
     theta0 = jnp.concatenate([jnp.asarray(W0).ravel(), jnp.asarray(b0)])

@@ -14,6 +14,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use rand_distr::{Distribution, StandardNormal};
 use repflow::activation::Activation;
+use repflow::flow::conditions::{ConditionField, to_lanes};
 use repflow::flow::integrator::VectorField;
 use repflow::flow::smooth::GradientField;
 use repflow::network::{Dims, Loss, Model, Params, Workspace};
@@ -44,6 +45,8 @@ fn params(dims: Dims) -> Params {
 fn rhs(c: &mut Criterion) {
     let mut group = c.benchmark_group("rhs");
     for (d, n, m) in [
+        (7, 128, 8),
+        (31, 128, 32),
         (100, 128, 8),
         (100, 128, 64),
         (100, 512, 32),
@@ -66,6 +69,14 @@ fn rhs(c: &mut Criterion) {
         group.bench_function(format!("tanh/D{d}-N{n}-M{m}"), |b| {
             b.iter(|| field.eval(black_box(&state), &mut dy))
         });
+        if m <= 64 {
+            let lanes_field = ConditionField::new(&model, xv, yv);
+            let mut lanes = state.clone();
+            to_lanes(dims, &state, &mut lanes);
+            group.bench_function(format!("tanh_lanes/D{d}-N{n}-M{m}"), |b| {
+                b.iter(|| lanes_field.eval(black_box(&lanes), &mut dy))
+            });
+        }
 
         let w = Mat::<f64>::from_fn(n, d, |i, j| p.w[i * d + j]);
         let mut u = Mat::<f64>::zeros(n, m);

@@ -113,17 +113,10 @@ fn sgd_step(c: &mut Criterion) {
         let model = Model::new(act, Loss::Bce, &p, false);
         let mut ws = Workspace::new(dims, 64);
         let mut state = p.to_state(false);
-        let mut grad = vec![0.0; state.len()];
         let xv = MatRef::from_column_major_slice(&x, 100, 64);
         let yv = MatRef::from_column_major_slice(&y, 1, 64);
         c.bench_function(&format!("sgd_step/{}", act.name()), |b| {
-            b.iter(|| {
-                model.loss_grad(&state, xv, yv, &mut ws, Some(&mut grad));
-                state
-                    .iter_mut()
-                    .zip(&grad)
-                    .for_each(|(s, g)| *s -= 1e-6 * g);
-            })
+            b.iter(|| model.sgd_step(&mut state, xv, yv, &mut ws, 1e-6))
         });
         let mut net = SingleNet::new(&model, 64);
         let mut state32 = narrow(&state);

@@ -164,6 +164,8 @@ pub struct Workspace {
     z: Vec<f64>,
     e: Vec<f64>,
     delta: Vec<f64>,
+    /// The row sums of `delta` (the bias gradient before scaling).
+    delta_sums: Vec<f64>,
 }
 
 impl Workspace {
@@ -177,6 +179,7 @@ impl Workspace {
             z: vec![0.0; k * capacity],
             e: vec![0.0; k * capacity],
             delta: vec![0.0; n * capacity],
+            delta_sums: vec![0.0; n],
         }
     }
 
@@ -263,15 +266,16 @@ impl Model {
         let u = MatMut::from_column_major_slice_mut(&mut ws.u[..n * m], n, m);
         matmul(u, Accum::Replace, w, x, 1.0, Par::Seq);
         clear_upper_vector_state();
-        for uc in ws.u[..n * m].chunks_exact_mut(n) {
+        // One pass per point, on a column that stays in the first-level
+        // cache: the bias, the activation, and z = J h + b_out as K dot
+        // products of length N (too small for a blocked product to pay
+        // for its packing).
+        let columns = ws.u[..n * m]
+            .chunks_exact_mut(n)
+            .zip(ws.h.chunks_exact_mut(n));
+        for ((uc, hc), zc) in columns.zip(ws.z[..k * m].chunks_exact_mut(k)) {
             uc.iter_mut().zip(b).for_each(|(u, b)| *u += b);
-        }
-        self.activation.apply(&ws.u[..n * m], &mut ws.h[..n * m]);
-
-        // z = J h + b_out: K dot products of length N per point, too
-        // small for a blocked product to pay for its packing.
-        let hs = ws.h[..n * m].chunks_exact(n);
-        for (zc, hc) in ws.z[..k * m].chunks_exact_mut(k).zip(hs) {
+            self.activation.apply(uc, hc);
             for ((z, jo), bo) in zc.iter_mut().zip(j.chunks_exact(n)).zip(b_out) {
                 *z = dot(jo, hc) + bo;
             }
@@ -308,6 +312,24 @@ impl Model {
         self.loss_grad_with(state, x, y, ws, Some(grad), Some(slopes))
     }
 
+    /// One SGD step in place, `state -= eta * dL/dstate` on the batch
+    /// `x` (`D x M`), `y` (`K x M`), returning the batch's mean loss
+    /// before the step. The same arithmetic as [`Model::loss_grad`]
+    /// followed by the update, but the gradient's products add straight
+    /// into the state: no gradient buffer is written and read back.
+    pub fn sgd_step(
+        &self,
+        state: &mut [f64],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        ws: &mut Workspace,
+        eta: f64,
+    ) -> f64 {
+        let loss = self.loss_with_deltas(state, x, y, ws, None);
+        self.write_gradient(state, x, ws, -eta / x.ncols() as f64, Accum::Add);
+        loss
+    }
+
     fn loss_grad_with(
         &self,
         state: &[f64],
@@ -317,14 +339,27 @@ impl Model {
         grad: Option<&mut [f64]>,
         slopes: Option<&[f64]>,
     ) -> f64 {
-        let Dims {
-            inputs: d,
-            hidden: n,
-            outputs: k,
-        } = self.dims;
+        let Some(grad) = grad else {
+            return self.mean_loss(state, x, y, ws);
+        };
+        assert_eq!(grad.len(), state.len());
+        let loss = self.loss_with_deltas(state, x, y, ws, slopes);
+        self.write_gradient(grad, x, ws, 1.0 / x.ncols() as f64, Accum::Replace);
+        loss
+    }
+
+    /// The forward pass and the mean loss, with the error signals
+    /// `e = dl/dz` in the workspace.
+    fn mean_loss(
+        &self,
+        state: &[f64],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        ws: &mut Workspace,
+    ) -> f64 {
+        let k = self.dims.outputs;
         let m = x.ncols();
         self.forward(state, x, ws);
-
         let mut loss = 0.0;
         for col in 0..m {
             for o in 0..k {
@@ -333,18 +368,25 @@ impl Model {
                 ws.e[col * k + o] = self.loss.error(z, t);
             }
         }
-        let scale = 1.0 / m as f64;
-        let Some(grad) = grad else {
-            return loss * scale;
-        };
-        assert_eq!(grad.len(), state.len());
+        loss * (1.0 / m as f64)
+    }
 
-        // delta = (J^T e) * f'(u), N x M, one column per point; its row
-        // sums (for db) gathered in the same pass.
-        let (gw, rest) = grad.split_at_mut(n * d);
-        let (gb, gread) = rest.split_at_mut(n);
-        gb.fill(0.0);
+    /// [`Model::mean_loss`], then `delta = (J^T e) * f'(u)` (`N x M`, one
+    /// column per point) and its row sums in the same pass.
+    fn loss_with_deltas(
+        &self,
+        state: &[f64],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        ws: &mut Workspace,
+        slopes: Option<&[f64]>,
+    ) -> f64 {
+        let (n, k) = (self.dims.hidden, self.dims.outputs);
+        let m = x.ncols();
+        let loss = self.mean_loss(state, x, y, ws);
         let (_, _, j, _) = self.split(state);
+        let sums = &mut ws.delta_sums;
+        sums.fill(0.0);
         for col in 0..m {
             let dc = &mut ws.delta[col * n..(col + 1) * n];
             let ec = &ws.e[col * k..(col + 1) * k];
@@ -357,19 +399,47 @@ impl Model {
                 }
                 None => self.activation.scale_by_slope(uc, hc, dc),
             }
-            gb.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
+            sums.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
         }
-        if self.train_bias {
-            gb.iter_mut().for_each(|g| *g *= scale);
-        } else {
-            gb.fill(0.0);
-        }
+        loss
+    }
+
+    /// `out = alpha * dL/dstate * M` (`Accum::Replace`) or `out += ...`
+    /// (`Accum::Add`) from the deltas and errors in the workspace: the
+    /// gradient when `out` is a buffer and `alpha = 1 / M`, an SGD step
+    /// when `out` is the state and `alpha = -eta / M`. Parameters that do
+    /// not learn get zero in a gradient and are left alone by a step.
+    fn write_gradient(
+        &self,
+        out: &mut [f64],
+        x: MatRef<'_, f64>,
+        ws: &Workspace,
+        alpha: f64,
+        accum: Accum,
+    ) {
+        let Dims {
+            inputs: d,
+            hidden: n,
+            outputs: k,
+        } = self.dims;
+        let m = x.ncols();
+        let replace = accum == Accum::Replace;
+        let (gw, rest) = out.split_at_mut(n * d);
+        let (gb, gread) = rest.split_at_mut(n);
 
         // dW^T (D x N) = x delta^T / M
         let delta = MatRef::from_column_major_slice(&ws.delta[..n * m], n, m);
         let gwt = MatMut::from_column_major_slice_mut(gw, d, n);
-        matmul(gwt, Accum::Replace, x, delta.transpose(), scale, Par::Seq);
+        matmul(gwt, accum, x, delta.transpose(), alpha, Par::Seq);
         clear_upper_vector_state();
+
+        let sums = ws.delta_sums.iter();
+        match (self.train_bias, replace) {
+            (true, true) => gb.iter_mut().zip(sums).for_each(|(g, &s)| *g = alpha * s),
+            (true, false) => gb.iter_mut().zip(sums).for_each(|(g, &s)| *g += alpha * s),
+            (false, true) => gb.fill(0.0),
+            (false, false) => {}
+        }
 
         if self.trains_readout() {
             // dJ^T (N x K) = h e^T / M; db_out = rowsum(e) / M
@@ -377,10 +447,16 @@ impl Model {
             let h = MatRef::from_column_major_slice(&ws.h[..n * m], n, m);
             let e = MatRef::from_column_major_slice(&ws.e[..k * m], k, m);
             let gjt = MatMut::from_column_major_slice_mut(gj, n, k);
-            matmul(gjt, Accum::Replace, h, e.transpose(), scale, Par::Seq);
-            row_means(&ws.e[..k * m], k, m, gbo);
+            matmul(gjt, accum, h, e.transpose(), alpha, Par::Seq);
+            for (o, g) in gbo.iter_mut().enumerate() {
+                let sum: f64 = ws.e[..k * m].iter().skip(o).step_by(k).sum();
+                *g = if replace {
+                    alpha * sum
+                } else {
+                    *g + alpha * sum
+                };
+            }
         }
-        loss * scale
     }
 
     /// Views of `W` (`N x D`), `b`, `J` (row-major `[K, N]`) and `b_out`.
@@ -442,18 +518,6 @@ pub(crate) fn clear_upper_vector_state() {
 #[target_feature(enable = "avx")]
 unsafe fn zero_upper() {
     std::arch::x86_64::_mm256_zeroupper();
-}
-
-/// `out[r] = mean over columns of a` for a column-major `rows x cols` `a`.
-fn row_means(a: &[f64], rows: usize, cols: usize, out: &mut [f64]) {
-    out.fill(0.0);
-    for col in a.chunks_exact(rows).take(cols) {
-        for (o, v) in out.iter_mut().zip(col) {
-            *o += v;
-        }
-    }
-    let scale = 1.0 / cols as f64;
-    out.iter_mut().for_each(|o| *o *= scale);
 }
 
 /// The fraction of (data point, output) pairs whose predicted class
@@ -553,6 +617,39 @@ mod tests {
                 let fd = (fp - fm) / (2.0 * h);
                 prop_assert!((fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
                     "{act} {loss:?} train={train} i={i}: fd {fd} vs {}", grad[i]);
+            }
+        }
+
+        #[test]
+        fn sgd_step_is_the_gradient_step(
+            act in activations(),
+            mse in any::<bool>(),
+            train in any::<bool>(),
+            train_bias in any::<bool>(),
+            d in 1usize..6, n in 1usize..9, k in 1usize..3, m in 1usize..7,
+            numbers in prop::collection::vec(-1.5f64..1.5, 96),
+        ) {
+            let dims = Dims { inputs: d, hidden: n, outputs: k };
+            let loss = if mse { Loss::Mse } else { Loss::Bce };
+            let (p, x, y) = case(dims, m, &numbers);
+            let mut model = Model::new(act, loss, &p, train);
+            model.train_bias = train_bias;
+            let xv = MatRef::from_column_major_slice(&x, d, m);
+            let yv = MatRef::from_column_major_slice(&y, k, m);
+            let mut ws = Workspace::new(dims, m);
+            let mut state = p.to_state(train);
+            let mut grad = vec![0.0; state.len()];
+            let before = model.loss_grad(&state, xv, yv, &mut ws, Some(&mut grad));
+            let eta = 0.3;
+            let want: Vec<f64> = state.iter().zip(&grad).map(|(s, g)| s - eta * g).collect();
+            let loss = model.sgd_step(&mut state, xv, yv, &mut ws, eta);
+            prop_assert_eq!(loss, before);
+            for (i, (a, b)) in state.iter().zip(&want).enumerate() {
+                prop_assert!((a - b).abs() <= 1e-14 * (1.0 + b.abs()),
+                    "{} {:?} i={}: stepped {} vs {}", act, loss, i, a, b);
+            }
+            if !train_bias {
+                prop_assert_eq!(&state[n * d..n * d + n], &p.b[..]);
             }
         }
     }

@@ -5,12 +5,13 @@
 //! as the training set is full-batch gradient descent. Step `s` sits at
 //! flow time `t = eta * s`, so that its snapshots overlay the flow's.
 //!
-//! Each epoch the samples are copied once into shuffled order, so every
-//! batch is a contiguous block of columns and is passed to the gradient
-//! as a view, without gathering. The last batch of an epoch holds the
-//! remainder when the batch size does not divide the training set.
+//! Each step gathers its batch's samples, in the epoch's shuffled order,
+//! into one small buffer that stays in cache for the step's two products
+//! (and converts them, for an `f32` run); a batch as large as the
+//! training set is passed as a view of the samples, without copying. The
+//! last batch of an epoch holds the remainder when the batch size does not
+//! divide the training set.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -90,7 +91,7 @@ pub fn train(
 
     let training = (samples.inputs_view(), samples.targets_view());
     let mut recorder = Recorder::new(model, init, conditions, training);
-    let mut stepper = Stepper::new(model, batch, settings.precision, n);
+    let mut stepper = Stepper::new(model, batch, settings.precision);
     let mut state = init.to_state(model.trains_readout());
     stepper.load(&state);
     let mut order: Vec<usize> = (0..n).collect();
@@ -101,7 +102,6 @@ pub fn train(
     'epochs: for epoch in 0..=settings.epochs {
         if epoch < settings.epochs {
             order.shuffle(rng);
-            stepper.shuffle(samples, &order);
         }
         for b in 0..per_epoch {
             if next_save.peek() == Some(&&step) {
@@ -125,7 +125,8 @@ pub fn train(
             }
 
             let lo = b as usize * batch;
-            stepper.step(model, &mut state, lo..lo + batch.min(n - lo), eta);
+            let cols = &order[lo..lo + batch.min(n - lo)];
+            stepper.step(model, &mut state, samples, cols, eta);
             step += 1;
         }
     }
@@ -143,12 +144,11 @@ pub fn train(
     })
 }
 
-/// The state and the shuffled training set in the run's precision, and
-/// the step on them.
+/// The state and one batch of samples in the run's precision, and the
+/// step on them.
 enum Stepper {
     Double {
         ws: Workspace,
-        grad: Vec<f64>,
         xs: Vec<f64>,
         ys: Vec<f64>,
     },
@@ -161,7 +161,7 @@ enum Stepper {
 }
 
 impl Stepper {
-    fn new(model: &Model, batch: usize, precision: Precision, n: usize) -> Self {
+    fn new(model: &Model, batch: usize, precision: Precision) -> Self {
         let Dims {
             inputs: d,
             outputs: k,
@@ -170,15 +170,14 @@ impl Stepper {
         match precision {
             Precision::Double => Stepper::Double {
                 ws: Workspace::new(model.dims, batch),
-                grad: vec![0.0; model.state_len()],
-                xs: vec![0.0; n * d],
-                ys: vec![0.0; n * k],
+                xs: vec![0.0; batch * d],
+                ys: vec![0.0; batch * k],
             },
             Precision::Single => Stepper::Single {
                 net: single::SingleNet::new(model, batch),
                 state: vec![0.0; model.state_len()],
-                xs: vec![0.0; n * d],
-                ys: vec![0.0; n * k],
+                xs: vec![0.0; batch * d],
+                ys: vec![0.0; batch * k],
             },
         }
     }
@@ -197,59 +196,61 @@ impl Stepper {
         }
     }
 
-    /// Copies the samples into the epoch's shuffled order, so that every
-    /// batch is a contiguous block of columns.
-    fn shuffle(&mut self, samples: &Samples, order: &[usize]) {
+    /// One step on the samples `cols` (indices into `samples`, in the
+    /// order of the batch); the `f64` `state` is the one stepped in double
+    /// precision, and untouched in single.
+    fn step(
+        &mut self,
+        model: &Model,
+        state: &mut [f64],
+        samples: &Samples,
+        cols: &[usize],
+        eta: f64,
+    ) {
         let (d, k) = (samples.dim, samples.outputs);
-        let gather = |slot: usize, i: usize| {
-            (
-                &samples.inputs[i * d..(i + 1) * d],
-                &samples.targets[i * k..(i + 1) * k],
-                slot,
-            )
-        };
-        for (slot, &i) in order.iter().enumerate() {
-            let (x, y, s) = gather(slot, i);
-            match self {
-                Stepper::Double { xs, ys, .. } => {
-                    xs[s * d..(s + 1) * d].copy_from_slice(x);
-                    ys[s * k..(s + 1) * k].copy_from_slice(y);
-                }
-                Stepper::Single { xs, ys, .. } => {
-                    let to = xs[s * d..(s + 1) * d].iter_mut().zip(x);
-                    to.for_each(|(a, &b)| *a = b as f32);
-                    let to = ys[s * k..(s + 1) * k].iter_mut().zip(y);
-                    to.for_each(|(a, &b)| *a = b as f32);
-                }
-            }
-        }
-    }
-
-    /// One step on the shuffled samples `cols`; the `f64` `state` is the
-    /// one stepped in double precision, and untouched in single.
-    fn step(&mut self, model: &Model, state: &mut [f64], cols: Range<usize>, eta: f64) {
-        let Dims {
-            inputs: d,
-            outputs: k,
-            ..
-        } = model.dims;
         let m = cols.len();
-        let (xr, yr) = (cols.start * d..cols.end * d, cols.start * k..cols.end * k);
         match self {
-            Stepper::Double { ws, grad, xs, ys } => {
-                let x = MatRef::from_column_major_slice(&xs[xr], d, m);
-                let y = MatRef::from_column_major_slice(&ys[yr], k, m);
-                model.loss_grad(state, x, y, ws, Some(grad));
-                state
-                    .iter_mut()
-                    .zip(grad.iter())
-                    .for_each(|(s, g)| *s -= eta * g);
+            Stepper::Double { ws, xs, ys } => {
+                // The whole training set in its own order needs no copy.
+                let whole =
+                    m == samples.len() && cols.iter().enumerate().all(|(a, &b)| a == b);
+                let (x, y) = if whole {
+                    (&samples.inputs[..], &samples.targets[..])
+                } else {
+                    gather(samples, cols, xs, ys, |v| v);
+                    (&xs[..m * d], &ys[..m * k])
+                };
+                let x = MatRef::from_column_major_slice(x, d, m);
+                let y = MatRef::from_column_major_slice(y, k, m);
+                model.sgd_step(state, x, y, ws, eta);
             }
             Stepper::Single { net, state, xs, ys } => {
-                let x = MatRef::from_column_major_slice(&xs[xr], d, m);
-                let y = MatRef::from_column_major_slice(&ys[yr], k, m);
+                gather(samples, cols, xs, ys, |v| v as f32);
+                let x = MatRef::from_column_major_slice(&xs[..m * d], d, m);
+                let y = MatRef::from_column_major_slice(&ys[..m * k], k, m);
                 net.step(state, x, y, eta as f32);
             }
         }
+    }
+}
+
+/// Copies the samples `cols` one after another into `xs` and `ys`,
+/// converted by `to`.
+fn gather<T: Copy>(
+    samples: &Samples,
+    cols: &[usize],
+    xs: &mut [T],
+    ys: &mut [T],
+    to: impl Fn(f64) -> T,
+) {
+    let (d, k) = (samples.dim, samples.outputs);
+    let slots = xs.chunks_exact_mut(d).zip(ys.chunks_exact_mut(k));
+    for ((xd, yd), &i) in slots.zip(cols) {
+        let (x, y) = (
+            &samples.inputs[i * d..(i + 1) * d],
+            &samples.targets[i * k..(i + 1) * k],
+        );
+        xd.iter_mut().zip(x).for_each(|(a, &b)| *a = to(b));
+        yd.iter_mut().zip(y).for_each(|(a, &b)| *a = to(b));
     }
 }

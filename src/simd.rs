@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 /// compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
-    /// AVX-512 (foundation): eight doubles per instruction.
+    /// AVX-512 (foundation) with FMA: eight doubles per instruction.
     Avx512,
     /// AVX2 with FMA: four doubles per instruction.
     Avx2,
@@ -37,7 +37,9 @@ pub fn level() -> Level {
 fn detect() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
             return Level::Avx512;
         }
         if std::arch::is_x86_feature_detected!("avx2")
@@ -66,7 +68,7 @@ macro_rules! simd_fn {
 
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
+                #[target_feature(enable = "avx512f,fma")]
                 fn wide($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }

@@ -56,25 +56,30 @@ fn detect() -> Level {
 ///
 /// The function takes plain (non-generic) arguments; the body is an
 /// `#[inline(always)]` inner function, so the loops of everything it
-/// inlines are vectorised for the chosen instruction set too.
+/// inlines are vectorised for the chosen instruction set too. In the body
+/// `M` names how `a * b + c` is evaluated ([`crate::fastmath::MulAdd`]):
+/// `M::fma(a, b, c)` is one fused instruction in the AVX builds and a
+/// product and a sum in the baseline build.
 #[macro_export]
 macro_rules! simd_fn {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?)
      $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            // A body without multiply-adds leaves `M` unused.
             #[inline(always)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[allow(clippy::extra_unused_type_parameters)]
+            fn body<M: $crate::fastmath::MulAdd>($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,fma")]
                 fn wide($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
+                    body::<$crate::fastmath::Fused>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 fn mid($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
+                    body::<$crate::fastmath::Fused>($($arg),*)
                 }
                 match $crate::simd::level() {
                     // SAFETY: `level` found the instructions `wide` is
@@ -85,7 +90,7 @@ macro_rules! simd_fn {
                     $crate::simd::Level::Baseline => {}
                 }
             }
-            body($($arg),*)
+            body::<$crate::fastmath::Separate>($($arg),*)
         }
     };
 }

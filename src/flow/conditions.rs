@@ -36,7 +36,7 @@ use faer::MatRef;
 
 use super::integrator::VectorField;
 use crate::activation::Activation;
-use crate::fastmath::dot;
+use crate::fastmath::{MulAdd, dot};
 use crate::network::{Dims, Loss, Model, readout_back};
 
 /// The most data points for which [`ConditionField`] beats the blocked
@@ -152,7 +152,7 @@ crate::simd_fn! {
         };
 
         // Forward: u_c = b + sum_a x_ac w_a, then h, z and e per point.
-        lane_products(&mut s.u, Some(b), &f.xt, m, wt, n);
+        lane_products::<M>(&mut s.u, Some(b), &f.xt, m, wt, n);
         f.activation.apply(&s.u, &mut s.h);
         for (c, hc) in s.h.chunks_exact(n).enumerate() {
             for o in 0..k {
@@ -178,9 +178,9 @@ crate::simd_fn! {
         // Backward: d w_a = sum_c x_ac delta_c, d b = sum_c delta_c.
         let (dwt, rest) = dy.split_at_mut(d * n);
         let (db, dread) = rest.split_at_mut(n);
-        lane_products(dwt, None, &f.x, d, &s.delta, n);
+        lane_products::<M>(dwt, None, &f.x, d, &s.delta, n);
         if f.train_bias {
-            lane_products(db, None, &f.ones, 1, &s.delta, n);
+            lane_products::<M>(db, None, &f.ones, 1, &s.delta, n);
         } else {
             db.fill(0.0);
         }
@@ -209,9 +209,9 @@ const LANES: usize = 8;
 /// gradient, vectors over the units. Rows are taken eight (then four,
 /// two, one) at a time against one block of [`LANES`] units, whose sums
 /// stay in registers while the `S` inputs stream past; each element sums
-/// in the order `init, s = 0, 1, ...` on every path.
+/// in the order `init, s = 0, 1, ...`, by `M`'s multiply-adds.
 #[inline(always)]
-fn lane_products(
+fn lane_products<M: MulAdd>(
     out: &mut [f64],
     init: Option<&[f64]>,
     coef: &[f64],
@@ -231,10 +231,10 @@ fn lane_products(
         let rows_out = &mut out[r0 * n..(r0 + step) * n];
         let coef = &coef[r0..];
         match step {
-            8 => row_block::<8>(rows_out, init, coef, stride, inputs, n),
-            4 => row_block::<4>(rows_out, init, coef, stride, inputs, n),
-            2 => row_block::<2>(rows_out, init, coef, stride, inputs, n),
-            _ => row_block::<1>(rows_out, init, coef, stride, inputs, n),
+            8 => row_block::<M, 8>(rows_out, init, coef, stride, inputs, n),
+            4 => row_block::<M, 4>(rows_out, init, coef, stride, inputs, n),
+            2 => row_block::<M, 2>(rows_out, init, coef, stride, inputs, n),
+            _ => row_block::<M, 1>(rows_out, init, coef, stride, inputs, n),
         }
         r0 += step;
     }
@@ -242,7 +242,7 @@ fn lane_products(
 
 /// [`lane_products`] for `R` rows.
 #[inline(always)]
-fn row_block<const R: usize>(
+fn row_block<M: MulAdd, const R: usize>(
     out: &mut [f64],
     init: Option<&[f64]>,
     coef: &[f64],
@@ -270,7 +270,7 @@ fn row_block<const R: usize>(
             let cs = coefs(s);
             for r in 0..R {
                 for l in 0..LANES {
-                    acc[r][l] += cs[r] * v[l];
+                    acc[r][l] = M::fma(cs[r], v[l], acc[r][l]);
                 }
             }
         }
@@ -283,7 +283,7 @@ fn row_block<const R: usize>(
         for r in 0..R {
             let mut a = init.map_or(0.0, |init| init[i]);
             for s in 0..count {
-                a += coefs(s)[r] * inputs[s * n + i];
+                a = M::fma(coefs(s)[r], inputs[s * n + i], a);
             }
             out[r * n + i] = a;
         }

@@ -94,11 +94,13 @@ impl Reduction {
         // Q^T row-major is Q column-major: the basis vectors one after
         // another.
         let qt = self.basis.as_slice();
+        // Each W(t) is built in a cache-resident scratch and appended, so
+        // the trajectory's memory is written once and never zero-filled.
         let mut full = Vec::with_capacity(tr.w.len() / r * d);
+        let mut w = vec![0.0; n * d];
         for zt in tr.w.chunks_exact(n * r) {
-            full.extend_from_slice(&self.full_init.w);
-            let start = full.len() - n * d;
-            rebuild(&self.init.w, zt, qt, r, &mut full[start..]);
+            rebuild(&self.full_init.w, &self.init.w, zt, qt, r, &mut w);
+            full.extend_from_slice(&w);
         }
         tr.w = full;
         tr
@@ -106,18 +108,38 @@ impl Reduction {
 }
 
 crate::simd_fn! {
-    /// `W += (Z - Z(0)) Q^T` on a copy of `W(0)`, row by row (`W`
-    /// `[N, D]`, `Z` `[N, r]`, `Q^T` `[r, D]`, all row-major): exactly
-    /// `W(0)` where `Z` has not moved.
-    fn rebuild(z0: &[f64], z: &[f64], qt: &[f64], r: usize, w: &mut [f64]) {
+    /// `W = W(0) + (Z - Z(0)) Q^T` (`W` `[N, D]`, `Z` `[N, r]`, `Q^T`
+    /// `[r, D]`, all row-major), eight columns of a row at a time summed
+    /// in registers: exactly `W(0)` where `Z` has not moved.
+    fn rebuild(w0: &[f64], z0: &[f64], z: &[f64], qt: &[f64], r: usize, w: &mut [f64]) {
+        const L: usize = 8;
         let d = qt.len() / r;
-        for (i, wi) in w.chunks_exact_mut(d).enumerate() {
+        let mut dz = vec![0.0; r];
+        for i in 0..w0.len() / d {
             for j in 0..r {
-                let dz = z[i * r + j] - z0[i * r + j];
-                let q = &qt[j * d..(j + 1) * d];
-                for a in 0..d {
-                    wi[a] += dz * q[a];
+                dz[j] = z[i * r + j] - z0[i * r + j];
+            }
+            let (w0i, wi) = (&w0[i * d..(i + 1) * d], &mut w[i * d..(i + 1) * d]);
+            let mut a = 0;
+            while a + L <= d {
+                let mut acc = [0.0; L];
+                for j in 0..r {
+                    let q = &qt[j * d + a..j * d + a + L];
+                    for l in 0..L {
+                        acc[l] = M::fma(dz[j], q[l], acc[l]);
+                    }
                 }
+                for l in 0..L {
+                    wi[a + l] = w0i[a + l] + acc[l];
+                }
+                a += L;
+            }
+            for c in a..d {
+                let mut acc = 0.0;
+                for j in 0..r {
+                    acc = M::fma(dz[j], qt[j * d + c], acc);
+                }
+                wi[c] = w0i[c] + acc;
             }
         }
     }

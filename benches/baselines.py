@@ -5,10 +5,14 @@ Runs `repflow` on the paper-size cube task (d = 3, k = 1, c = c_max / 2,
 D = 100, N = 128, frozen readout, BCE), reads the task and the initial
 weights back from its file, and runs on them:
 
-- the Tanh gradient flow to t = 1000 with SciPy's solve_ivp (DOP853,
-  rtol 1e-8, atol 1e-10) and, when JAX and diffrax are installed, with
-  diffrax's Dopri8 under jit (the solve timed after compiling), against
-  repflow's Tanh flow;
+- the Tanh gradient flow to t = 1000 of ten networks (initial weights
+  seeds 0-9) with SciPy's solve_ivp (DOP853, rtol 1e-8, atol 1e-10) and,
+  when JAX and diffrax are installed, with diffrax's Dopri8 under jit (each
+  solve timed after compiling, best of three), against repflow's Tanh
+  flows of the same networks run one after another in one process; once
+  with the 60 saved times of repflow's default (every solver returns the
+  state there), once with the end state only; the medians over the ten
+  networks are compared;
 - the ReLU flow with SciPy, stopped after a wall-clock budget (it slides
   along the kinks and its step size collapses), against repflow's
   event-driven ReLU flow;
@@ -40,14 +44,22 @@ SCENARIO = """
 name = "baselines"
 [network]
 activations = ["tanh", "relu"]
+[seeds]
+networks = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 [flow]
 rtol = 1e-8
 atol = 1e-10
+saves = SAVES
 [sgd]
 enabled = false
 [geometry]
 enabled = false
 """
+
+# The flows are timed on these networks (the same task, ten initial
+# weights) and compared by their medians: repflow runs them one after
+# another in one process, as the solvers below are timed after warming up.
+SEEDS = range(10)
 
 
 # SGD alone, two snapshots, so that the time per step is the steps' own.
@@ -91,10 +103,12 @@ def gradient(W, b, J, b_out, X, Y, act):
     return -(delta.T @ X) / p, -delta.mean(axis=0)
 
 
-def scipy_flow(f, act, budget_seconds):
+def scipy_flow(f, act, seed, budget_seconds, saves):
+    """SciPy's DOP853 on network `seed`'s flow, at repflow's saved times when
+    `saves`, else the end state only: (seconds, t reached, evaluations)."""
     X = f["task/inputs"][()]
     Y = f["task/targets"][()]
-    run = f[f"runs/{act}-s0"]
+    run = f[f"runs/{act}-s{seed}"]
     W0, b0 = run["init/W"][()], run["init/b"][()]
     J, b_out = run["init/J"][()], run["init/b_out"][()]
     n, d = W0.shape
@@ -109,7 +123,7 @@ def scipy_flow(f, act, budget_seconds):
 
     theta0 = np.concatenate([W0.ravel(), b0])
     # The saved times of repflow's run, so that both do the same work.
-    times = run["flow/t"][()]
+    times = run["flow/t"][()] if saves else None
     try:
         sol = solve_ivp(rhs, (0.0, 1000.0), theta0, method="DOP853", rtol=1e-8,
                         atol=1e-10, t_eval=times)
@@ -118,9 +132,11 @@ def scipy_flow(f, act, budget_seconds):
         return time.perf_counter() - start, float(e.args[0]), None
 
 
-def diffrax_flow(f):
-    """The Tanh flow with diffrax's Dopri8 under jit; returns the seconds of
-    the solve after compiling, or None without JAX and diffrax."""
+def diffrax_flow(f, saves):
+    """The Tanh flow of every network in SEEDS with diffrax's Dopri8 under
+    jit, at repflow's saved times when `saves`, else the end state only;
+    returns each solve's seconds (the best of three, after compiling), or
+    None without JAX and diffrax."""
     try:
         import jax
         jax.config.update("jax_enable_x64", True)
@@ -132,10 +148,10 @@ def diffrax_flow(f):
     X = jnp.asarray(f["task/inputs"][()])
     Y = jnp.asarray(f["task/targets"][()])
     run = f["runs/tanh-s0"]
-    W0, b0 = run["init/W"][()], run["init/b"][()]
     J, b_out = jnp.asarray(run["init/J"][()]), jnp.asarray(run["init/b_out"][()])
-    times = jnp.asarray(run["flow/t"][()])
-    n, d = W0.shape
+    n, d = run["init/W"].shape
+    saveat = (diffrax.SaveAt(ts=jnp.asarray(run["flow/t"][()])) if saves
+              else diffrax.SaveAt(t1=True))
 
     def rhs(t, theta, args):
         W, b = theta[: n * d].reshape(n, d), theta[n * d :]
@@ -150,17 +166,22 @@ def diffrax_flow(f):
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(rhs), diffrax.Dopri8(), 0.0, 1000.0, None, theta0,
             stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
-            saveat=diffrax.SaveAt(ts=times), max_steps=1_000_000)
+            saveat=saveat, max_steps=1_000_000)
         return sol.ys, sol.stats["num_steps"]
 
-    theta0 = jnp.concatenate([jnp.asarray(W0).ravel(), jnp.asarray(b0)])
-    jax.block_until_ready(solve(theta0))
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
+    seconds = []
+    for seed in SEEDS:
+        init = f[f"runs/tanh-s{seed}/init"]
+        theta0 = jnp.concatenate([jnp.asarray(init["W"][()]).ravel(),
+                                  jnp.asarray(init["b"][()])])
         jax.block_until_ready(solve(theta0))
-        best = min(best, time.perf_counter() - start)
-    return best
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            jax.block_until_ready(solve(theta0))
+            best = min(best, time.perf_counter() - start)
+        seconds.append(best)
+    return seconds
 
 
 def numpy_sgd_step_seconds(f, steps=300):
@@ -215,36 +236,39 @@ def main():
     if not os.path.exists(REPFLOW):
         sys.exit("build repflow first: cargo build --release")
     with tempfile.TemporaryDirectory() as workdir:
-        path = run_repflow(workdir, SCENARIO, "flows")
         ours_step = {}
         for precision in ("f64", "f32"):
             text = SGD_ONLY.replace("PRECISION", precision)
             with h5py.File(run_repflow(workdir, text, f"sgd-{precision}")) as g:
                 sgd = g["runs/tanh-s0/sgd"].attrs
                 ours_step[precision] = sgd["seconds"] / sgd["steps"]
-        with h5py.File(path) as f:
-            ours = {
-                act: (
-                    f[f"runs/{act}-s0/flow"].attrs["seconds"],
-                    f[f"runs/{act}-s0/flow"].attrs["rhs_evals"],
-                )
-                for act in ("tanh", "relu")
-            }
 
-            print("paper-size cube net, flow to t = 1000 at rtol 1e-8, one core")
-            secs, t, nfev = scipy_flow(f, "tanh", 600.0)
-            print(f"  tanh  scipy DOP853 {secs:8.4f} s ({nfev} evals)   "
-                  f"repflow {ours['tanh'][0]:.4f} s ({ours['tanh'][1]} evals)   "
-                  f"ratio {secs / ours['tanh'][0]:.0f}x")
-            secs = diffrax_flow(f)
-            if secs is None:
-                print("  (JAX/diffrax not installed: pip install jax diffrax to compare)")
+        print(f"paper-size cube net, Tanh flow to t = 1000 at rtol 1e-8, one core, "
+              f"median over {len(SEEDS)} networks")
+        for saves, label in ((True, "60 saved times"), (False, "end state only")):
+            text = SCENARIO.replace("SAVES", "60" if saves else "2")
+            with h5py.File(run_repflow(workdir, text, f"flows-{int(saves)}")) as f:
+                ours = [f[f"runs/tanh-s{s}/flow"].attrs["seconds"] for s in SEEDS]
+                evals = [f[f"runs/tanh-s{s}/flow"].attrs["rhs_evals"] for s in SEEDS]
+                sp = [scipy_flow(f, "tanh", s, 600.0, saves) for s in SEEDS]
+                dfx = diffrax_flow(f, saves)
+            mine = np.median(ours)
+            print(f"  {label}: repflow {mine * 1e3:6.2f} ms ({np.median(evals):.0f} evals)")
+            scipy_s = np.median([x[0] for x in sp])
+            print(f"    scipy DOP853   {scipy_s * 1e3:6.1f} ms "
+                  f"({np.median([x[2] for x in sp]):.0f} evals)   ratio {scipy_s / mine:.1f}x")
+            if dfx is None:
+                print("    (JAX/diffrax not installed: pip install jax diffrax to compare)")
             else:
-                print(f"  tanh  diffrax Dopri8 {secs:8.4f} s (jit, after compiling)   "
-                      f"ratio {secs / ours['tanh'][0]:.0f}x")
-            secs, t, _ = scipy_flow(f, "relu", 60.0)
+                print(f"    diffrax Dopri8 {np.median(dfx) * 1e3:6.1f} ms "
+                      f"(jit, after compiling)   ratio {np.median(dfx) / mine:.1f}x")
+
+        path = os.path.join(workdir, "flows-1.h5")
+        with h5py.File(path) as f:
+            relu = f["runs/relu-s0/flow"].attrs["seconds"]
+            secs, t, _ = scipy_flow(f, "relu", 0, 60.0, True)
             print(f"  relu  scipy DOP853 reached t = {t:.3g} of 1000 in {secs:.0f} s   "
-                  f"repflow reached t = 1000 in {ours['relu'][0]:.3f} s")
+                  f"repflow reached t = 1000 in {relu:.3f} s")
 
             step = numpy_sgd_step_seconds(f)
             o64, o32 = ours_step["f64"], ours_step["f32"]

@@ -68,14 +68,13 @@ struct Parts {
     loss: Loss,
     train_bias: bool,
     frozen: Option<(Vec<f64>, Vec<f64>)>,
-    /// Inputs, column-major `D x M`: `x[c * D + a]`.
+    /// Inputs with the bias's input, 1, below them, column-major
+    /// `(D + 1) x M`: `x[c * (D + 1) + a]`.
     x: Vec<f64>,
     /// The same, row-major: `xt[a * M + c]`.
     xt: Vec<f64>,
     /// Targets, column-major `K x M`.
     y: Vec<f64>,
-    /// `M` ones: the bias's input.
-    ones: Vec<f64>,
 }
 
 /// Per-point vectors over the units, column-major `N x M`.
@@ -85,6 +84,8 @@ struct Scratch {
     delta: Vec<f64>,
     /// Error signals, column-major `K x M`.
     e: Vec<f64>,
+    /// One point's error signals times `-1/M`.
+    scaled: Vec<f64>,
 }
 
 /// `-grad L` over a few data points, on states in the lane layout.
@@ -112,7 +113,7 @@ impl ConditionField {
             train_bias: model.train_bias,
             frozen: model.frozen_readout.clone(),
             x: (0..m)
-                .flat_map(|c| (0..d).map(move |a| x[(a, c)]))
+                .flat_map(|c| (0..d).map(move |a| x[(a, c)]).chain([1.0]))
                 .collect(),
             xt: (0..d)
                 .flat_map(|a| (0..m).map(move |c| x[(a, c)]))
@@ -120,13 +121,13 @@ impl ConditionField {
             y: (0..m)
                 .flat_map(|c| (0..k).map(move |o| y[(o, c)]))
                 .collect(),
-            ones: vec![1.0; m],
         };
         let scratch = Scratch {
             u: vec![0.0; n * m],
             h: vec![0.0; n * m],
             delta: vec![0.0; n * m],
             e: vec![0.0; k * m],
+            scaled: vec![0.0; k],
         };
         ConditionField {
             parts,
@@ -169,7 +170,8 @@ crate::simd_fn! {
             }
         }
 
-        // delta_c = -(1/M) (J^T e_c) f'(u_c).
+        // delta_c = (J^T (-(1/M) e_c)) f'(u_c): the scale on the K error
+        // signals rather than on the N units.
         let scale = -1.0 / m as f64;
         let pairs = s.u.chunks_exact(n).zip(s.h.chunks_exact(n));
         for ((dc, ec), (uc, hc)) in s
@@ -178,19 +180,18 @@ crate::simd_fn! {
             .zip(s.e.chunks_exact(k))
             .zip(pairs)
         {
-            readout_back(j, ec, dc);
+            let es = &mut s.scaled;
+            es.iter_mut().zip(ec).for_each(|(a, &e)| *a = scale * e);
+            readout_back(j, es, dc);
             f.activation.scale_by_slope(uc, hc, dc);
-            dc.iter_mut().for_each(|v| *v *= scale);
         }
 
-        // Backward: d w_a = sum_c x_ac delta_c, d b = sum_c delta_c.
-        let (dwt, rest) = dy.split_at_mut(d * n);
-        let (db, dread) = rest.split_at_mut(n);
-        lane_products::<M>(dwt, None, &f.x, d, &s.delta, n);
-        if f.train_bias {
-            lane_products::<M>(db, None, &f.ones, 1, &s.delta, n);
-        } else {
-            db.fill(0.0);
+        // Backward: d w_a = sum_c x_ac delta_c, and d b = sum_c delta_c as
+        // the row below them, through the bias's input in `x`.
+        let (dwb, dread) = dy.split_at_mut((d + 1) * n);
+        lane_products::<M>(dwb, None, &f.x, d + 1, &s.delta, n);
+        if !f.train_bias {
+            dwb[d * n..].fill(0.0);
         }
         if f.frozen.is_none() {
             let (dj, dbo) = dread.split_at_mut(k * n);

@@ -270,16 +270,8 @@ impl Model {
         // cache: the bias, the activation, and z = J h + b_out as K dot
         // products of length N (too small for a blocked product to pay
         // for its packing).
-        let columns = ws.u[..n * m]
-            .chunks_exact_mut(n)
-            .zip(ws.h.chunks_exact_mut(n));
-        for ((uc, hc), zc) in columns.zip(ws.z[..k * m].chunks_exact_mut(k)) {
-            uc.iter_mut().zip(b).for_each(|(u, b)| *u += b);
-            self.activation.apply(uc, hc);
-            for ((z, jo), bo) in zc.iter_mut().zip(j.chunks_exact(n)).zip(b_out) {
-                *z = dot(jo, hc) + bo;
-            }
-        }
+        let (u, h, z) = (&mut ws.u[..n * m], &mut ws.h[..n * m], &mut ws.z[..k * m]);
+        forward_columns(self.activation, b, j, b_out, u, h, z);
     }
 
     /// The mean loss over the `M` columns of `x` (`D x M`) and `y`
@@ -385,22 +377,9 @@ impl Model {
         let m = x.ncols();
         let loss = self.mean_loss(state, x, y, ws);
         let (_, _, j, _) = self.split(state);
-        let sums = &mut ws.delta_sums;
-        sums.fill(0.0);
-        for col in 0..m {
-            let dc = &mut ws.delta[col * n..(col + 1) * n];
-            let ec = &ws.e[col * k..(col + 1) * k];
-            readout_back(j, ec, dc);
-            let (uc, hc) = (&ws.u[col * n..(col + 1) * n], &ws.h[col * n..(col + 1) * n]);
-            match slopes {
-                Some(s) => {
-                    let sc = &s[col * n..(col + 1) * n];
-                    dc.iter_mut().zip(sc).for_each(|(dl, &s)| *dl *= s);
-                }
-                None => self.activation.scale_by_slope(uc, hc, dc),
-            }
-            sums.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
-        }
+        let (u, h, e) = (&ws.u[..n * m], &ws.h[..n * m], &ws.e[..k * m]);
+        let (delta, sums) = (&mut ws.delta[..n * m], &mut ws.delta_sums);
+        backward_columns(self.activation, j, u, h, e, slopes, delta, sums);
         loss
     }
 
@@ -483,9 +462,75 @@ impl Model {
     }
 }
 
+crate::simd_fn! {
+    /// Per point `c` (the columns of `u`, `h`: `N` each; of `z`: `K`):
+    /// `u_c += b`, `h_c = f(u_c)`, `z_c = J h_c + b_out`, as `K` dot
+    /// products of length `N` (too small for a blocked product to pay for
+    /// its packing), on a column that stays in the first-level cache.
+    fn forward_columns(
+        act: Activation,
+        b: &[f64],
+        j: &[f64],
+        b_out: &[f64],
+        u: &mut [f64],
+        h: &mut [f64],
+        z: &mut [f64],
+    ) {
+        let (n, k) = (b.len(), b_out.len());
+        for c in 0..u.len() / n {
+            let uc = &mut u[c * n..(c + 1) * n];
+            for i in 0..n {
+                uc[i] += b[i];
+            }
+            let hc = &mut h[c * n..(c + 1) * n];
+            act.apply(uc, hc);
+            for o in 0..k {
+                z[c * k + o] = dot(&j[o * n..(o + 1) * n], hc) + b_out[o];
+            }
+        }
+    }
+}
+
+crate::simd_fn! {
+    /// Per point `c`: `delta_c = (J^T e_c) f'(u_c)` (or the frozen
+    /// `slopes_c` in place of `f'`), and `sums` the sum of the `delta_c`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_columns(
+        act: Activation,
+        j: &[f64],
+        u: &[f64],
+        h: &[f64],
+        e: &[f64],
+        slopes: Option<&[f64]>,
+        delta: &mut [f64],
+        sums: &mut [f64],
+    ) {
+        let n = sums.len();
+        let k = j.len() / n;
+        sums.fill(0.0);
+        for c in 0..u.len() / n {
+            let dc = &mut delta[c * n..(c + 1) * n];
+            readout_back(j, &e[c * k..(c + 1) * k], dc);
+            match slopes {
+                Some(s) => {
+                    let sc = &s[c * n..(c + 1) * n];
+                    for i in 0..n {
+                        dc[i] *= sc[i];
+                    }
+                }
+                None => act.scale_by_slope(&u[c * n..(c + 1) * n], &h[c * n..(c + 1) * n], dc),
+            }
+            for i in 0..n {
+                sums[i] += dc[i];
+            }
+        }
+    }
+}
+
 /// `dc = J^T e_c` for one point: the error signals `e_c` (`K`) of its
 /// outputs sent back through the readout `J` (`[K, N]` row-major) to its
 /// `N` hidden units. Shared by the `f64` and `f32` steps.
+#[inline(always)]
 pub(crate) fn readout_back<T>(j: &[T], ec: &[T], dc: &mut [T])
 where
     T: Copy + std::ops::Mul<Output = T> + std::ops::AddAssign,

@@ -11,8 +11,11 @@
 //!
 //! Every build runs the same operations in the same order: Rust neither
 //! contracts `a * b + c` into a fused multiply-add nor reorders a sum, so
-//! the vectoriser only widens elementwise loops, and every path gives the
-//! same bits.
+//! the vectoriser only widens elementwise loops. A body that asks for
+//! fused multiply-adds (`M::fma`) gets them in both AVX builds, which then
+//! agree bit for bit with each other and differ from the baseline build in
+//! the last bit or so; every other body gives the same bits on every
+//! path.
 
 use std::sync::OnceLock;
 

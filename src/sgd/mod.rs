@@ -7,8 +7,8 @@
 //!
 //! Each step gathers its batch's samples, in the epoch's shuffled order,
 //! into one small buffer that stays in cache for the step's two products
-//! (and converts them, for an `f32` run); a batch as large as the
-//! training set is passed as a view of the samples, without copying. The
+//! (and converts them, for an `f32` run): the shuffled samples are no
+//! evenly strided view of the training set, which the products need. The
 //! last batch of an epoch holds the remainder when the batch size does not
 //! divide the training set.
 
@@ -211,17 +211,9 @@ impl Stepper {
         let m = cols.len();
         match self {
             Stepper::Double { ws, xs, ys } => {
-                // The whole training set in its own order needs no copy.
-                let whole =
-                    m == samples.len() && cols.iter().enumerate().all(|(a, &b)| a == b);
-                let (x, y) = if whole {
-                    (&samples.inputs[..], &samples.targets[..])
-                } else {
-                    gather(samples, cols, xs, ys, |v| v);
-                    (&xs[..m * d], &ys[..m * k])
-                };
-                let x = MatRef::from_column_major_slice(x, d, m);
-                let y = MatRef::from_column_major_slice(y, k, m);
+                gather(samples, cols, xs, ys, |v| v);
+                let x = MatRef::from_column_major_slice(&xs[..m * d], d, m);
+                let y = MatRef::from_column_major_slice(&ys[..m * k], k, m);
                 model.sgd_step(state, x, y, ws, eta);
             }
             Stepper::Single { net, state, xs, ys } => {

@@ -14,6 +14,7 @@ pub mod reduced;
 pub mod smooth;
 
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use crate::network::{Model, Params};
 use crate::trajectory::Trajectory;
@@ -21,7 +22,8 @@ use smooth::{FlowData, FlowSettings};
 
 /// Integrates the flow of `model` from `init` on the path its activation
 /// needs, in reduced coordinates when the settings ask for them and they
-/// are exact.
+/// are exact. The outcome's `seconds` cover the whole of it: finding the
+/// span, the flow, and rebuilding the full weights at every saved time.
 pub fn integrate(
     model: &Model,
     init: &Params,
@@ -29,6 +31,7 @@ pub fn integrate(
     settings: &FlowSettings,
     interrupt: &AtomicBool,
 ) -> Trajectory {
+    let clock = Instant::now();
     let (x, xc) = (data.training.0, data.conditions.0);
     let on_conditions = std::ptr::eq(x.as_ptr(), xc.as_ptr()) && x.ncols() == xc.ncols();
     if settings.reduced && on_conditions {
@@ -40,7 +43,11 @@ pub fn integrate(
             };
             let mut tr = direct(&red.model, &red.init, data, settings, interrupt);
             tr.reduced_rank = red.rank();
-            return red.expand(tr);
+            let mut tr = red.expand(tr);
+            if let Some(o) = tr.outcome.as_mut() {
+                o.seconds = clock.elapsed().as_secs_f64();
+            }
+            return tr;
         }
     }
     direct(model, init, data, settings, interrupt)

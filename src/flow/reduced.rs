@@ -94,13 +94,11 @@ impl Reduction {
         // Q^T row-major is Q column-major: the basis vectors one after
         // another.
         let qt = self.basis.as_slice();
-        // Each W(t) is built in a cache-resident scratch and appended, so
-        // the trajectory's memory is written once and never zero-filled.
-        let mut full = Vec::with_capacity(tr.w.len() / r * d);
-        let mut w = vec![0.0; n * d];
-        for zt in tr.w.chunks_exact(n * r) {
-            rebuild(&self.full_init.w, &self.init.w, zt, qt, r, &mut w);
-            full.extend_from_slice(&w);
+        // Each W(t) is built straight into the trajectory's memory, which
+        // the allocator hands out zeroed by the page and is written once.
+        let mut full = vec![0.0; tr.w.len() / r * d];
+        for (zt, w) in tr.w.chunks_exact(n * r).zip(full.chunks_exact_mut(n * d)) {
+            rebuild(&self.full_init.w, &self.init.w, zt, qt, r, w);
         }
         tr.w = full;
         tr
@@ -109,37 +107,61 @@ impl Reduction {
 
 crate::simd_fn! {
     /// `W = W(0) + (Z - Z(0)) Q^T` (`W` `[N, D]`, `Z` `[N, r]`, `Q^T`
-    /// `[r, D]`, all row-major), eight columns of a row at a time summed
-    /// in registers: exactly `W(0)` where `Z` has not moved.
+    /// `[r, D]`, all row-major): four rows by eight columns at a time,
+    /// summed in registers over `j` in order, so that the four rows'
+    /// chains of multiply-adds overlap; exactly `W(0)` where `Z` has not
+    /// moved.
     fn rebuild(w0: &[f64], z0: &[f64], z: &[f64], qt: &[f64], r: usize, w: &mut [f64]) {
         const L: usize = 8;
+        const B: usize = 4;
         let d = qt.len() / r;
-        let mut dz = vec![0.0; r];
-        for i in 0..w0.len() / d {
+        let n = w0.len() / d;
+        let mut dz = [[0.0; B]; 16];
+        let mut i = 0;
+        while i + B <= n && r <= dz.len() {
             for j in 0..r {
-                dz[j] = z[i * r + j] - z0[i * r + j];
+                for bi in 0..B {
+                    dz[j][bi] = z[(i + bi) * r + j] - z0[(i + bi) * r + j];
+                }
             }
-            let (w0i, wi) = (&w0[i * d..(i + 1) * d], &mut w[i * d..(i + 1) * d]);
             let mut a = 0;
             while a + L <= d {
-                let mut acc = [0.0; L];
-                for j in 0..r {
-                    let q = &qt[j * d + a..j * d + a + L];
-                    for l in 0..L {
-                        acc[l] = M::fma(dz[j], q[l], acc[l]);
+                let mut acc = [[0.0; L]; B];
+                for (j, dz) in dz.iter().enumerate().take(r) {
+                    let q: &[f64; L] = qt[j * d + a..j * d + a + L].try_into().unwrap();
+                    for bi in 0..B {
+                        for l in 0..L {
+                            acc[bi][l] = M::fma(dz[bi], q[l], acc[bi][l]);
+                        }
                     }
                 }
-                for l in 0..L {
-                    wi[a + l] = w0i[a + l] + acc[l];
+                for (bi, acc) in acc.iter().enumerate() {
+                    let at = (i + bi) * d + a;
+                    let (w0, w) = (&w0[at..at + L], &mut w[at..at + L]);
+                    for l in 0..L {
+                        w[l] = w0[l] + acc[l];
+                    }
                 }
                 a += L;
             }
-            for c in a..d {
+            for bi in 0..B {
+                for c in a..d {
+                    let mut acc = 0.0;
+                    for (j, dz) in dz.iter().enumerate().take(r) {
+                        acc = M::fma(dz[bi], qt[j * d + c], acc);
+                    }
+                    w[(i + bi) * d + c] = w0[(i + bi) * d + c] + acc;
+                }
+            }
+            i += B;
+        }
+        for i in i..n {
+            for c in 0..d {
                 let mut acc = 0.0;
                 for j in 0..r {
-                    acc = M::fma(dz[j], qt[j * d + c], acc);
+                    acc = M::fma(z[i * r + j] - z0[i * r + j], qt[j * d + c], acc);
                 }
-                wi[c] = w0i[c] + acc;
+                w[i * d + c] = w0[i * d + c] + acc;
             }
         }
     }

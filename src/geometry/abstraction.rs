@@ -53,7 +53,7 @@ use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::assignment::hungarian;
-use super::classifier::{C, LinearSvm};
+use super::classifier::{C, LinearSvm, SharedSamples};
 use super::dichotomy::{balanced_dichotomies, classes, random_balanced_dichotomies};
 use crate::fastmath::dot;
 use crate::network::clear_upper_vector_state;
@@ -493,10 +493,14 @@ pub fn shattering_dimensionality(
     let mut sampler = Sampler::new(z, p, noise.sigma, noise.seed, "geometry/shattering");
     let training = sampler.trials(noise.train_per_condition);
     let testing = sampler.trials(noise.test_per_condition);
+    let shared = SharedSamples::new(&training.x, p * noise.train_per_condition);
     let all: Vec<usize> = (0..p).collect();
     let accuracies: Vec<f64> = dichotomies
         .iter()
-        .map(|labels| held_out_accuracy((&training, &testing), labels, &all, &all))
+        .map(|labels| {
+            let (xte, yte) = testing.of(labels, &all);
+            shared.fit(&training.labels(labels), C).accuracy(&xte, &yte)
+        })
         .collect();
     Shattering {
         mean: accuracies.iter().sum::<f64>() / accuracies.len() as f64,
@@ -552,6 +556,14 @@ struct Trials {
 }
 
 impl Trials {
+    /// The label of every trial, condition by condition.
+    fn labels(&self, labels: &[bool]) -> Vec<bool> {
+        let p = self.x.len() / (self.per * self.n).max(1);
+        (0..p)
+            .flat_map(|c| std::iter::repeat_n(labels[c], self.per))
+            .collect()
+    }
+
     /// The trials of the listed conditions, row-major, with labels.
     fn of(&self, labels: &[bool], conditions: &[usize]) -> Samples {
         let rows = self.per * self.n;

@@ -6,7 +6,10 @@
 //! benches measure one saved time (the last of that flow) with every
 //! measure, without shattering dimensionality, and with the alignments
 //! alone. Multiply a per-time figure by the saved times measured to
-//! compare it with the flow.
+//! compare it with the flow. `d5/*` measure the last saved time of the
+//! study's larger cube (`d = k = 5`, `P = 32`, Tanh to `t = 7900`), with
+//! every measure and with shattering dimensionality alone, where the
+//! classifiers' 320 noisy trials dominate.
 
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
@@ -21,12 +24,20 @@ use repflow::scenario::{Scenario, Source};
 use repflow::trajectory::Trajectory;
 
 fn paper_plan() -> Plan {
+    build("[network]\nactivations = [\"tanh\"]\n")
+}
+
+fn build(text: &str) -> Plan {
     let src = Source {
         file: "bench".into(),
-        text: "[network]\nactivations = [\"tanh\"]\n".into(),
+        text: text.into(),
     };
     Plan::build(Scenario::parse(&src).unwrap(), src).unwrap()
 }
+
+/// The study's `d = k = 5` cube at `c = c_max / 2`, Tanh.
+const D5: &str = "[task]\nkind = \"cube\"\nd = 5\nk = 5\nspectrum = \"deterministic\"\n\
+    dim = 100\n[network]\nactivations = [\"tanh\"]\n[flow]\nt_end = 7900.0\nsaves = 20\n";
 
 fn run_flow(plan: &Plan) -> Trajectory {
     let spec = &plan.runs[0];
@@ -80,6 +91,23 @@ fn bench(c: &mut Criterion) {
         ("geometry/no_shattering", &no_sd),
         ("geometry/alignment_only", &alignment),
     ] {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(measure(&plan.task, &spec.model, &one, settings)))
+        });
+    }
+    g.finish();
+
+    let plan = build(D5);
+    let spec = &plan.runs[0];
+    let one = last_time(&run_flow(&plan), plan.task.conditions());
+    let sd_only = GeometrySettings {
+        abstraction: false,
+        specialisation: false,
+        ..full.clone()
+    };
+    let mut g = c.benchmark_group("d5");
+    g.sample_size(10);
+    for (name, settings) in [("geometry/all", &full), ("geometry/shattering_only", &sd_only)] {
         g.bench_function(name, |b| {
             b.iter(|| black_box(measure(&plan.task, &spec.model, &one, settings)))
         });

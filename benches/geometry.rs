@@ -107,7 +107,10 @@ fn bench(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("d5");
     g.sample_size(10);
-    for (name, settings) in [("geometry/all", &full), ("geometry/shattering_only", &sd_only)] {
+    for (name, settings) in [
+        ("geometry/all", &full),
+        ("geometry/shattering_only", &sd_only),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| black_box(measure(&plan.task, &spec.model, &one, settings)))
         });

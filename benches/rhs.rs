@@ -5,7 +5,8 @@
 //! `gemm/<size>` is a plain faer product of the same shape as its largest
 //! one (`N x D` by `D x M`), the floor the evaluation cannot beat.
 //! `sgd_step` is one mini-batch step of the study's protocol (batch 64,
-//! `D = 100`, `N = 128`).
+//! `D = 100`, `N = 128`), `sgd_step_f32` the same in single precision,
+//! whose floor is twice `gemm_f32/D100-N128-M64`.
 
 use std::hint::black_box;
 
@@ -127,6 +128,24 @@ fn sgd_step(c: &mut Criterion) {
             b.iter(|| net.step(&mut state32, xv32, yv32, 1e-6))
         });
     }
+    // The f32 step's floor: its larger product, `N x D` by `D x M`, in
+    // f32 (the step has two of that size).
+    let w32 = Mat::<f32>::from_fn(128, 100, |i, j| p.w[i * 100 + j] as f32);
+    let x32 = narrow(&x);
+    let xv32 = MatRef::from_column_major_slice(&x32, 100, 64);
+    let mut u32 = Mat::<f32>::zeros(128, 64);
+    c.bench_function("gemm_f32/D100-N128-M64", |b| {
+        b.iter(|| {
+            matmul(
+                u32.as_mut(),
+                Accum::Replace,
+                w32.as_ref(),
+                xv32,
+                1.0,
+                Par::Seq,
+            )
+        })
+    });
 }
 
 /// The whole paper-size Tanh flow to t = 1000 at rtol 1e-8, in full

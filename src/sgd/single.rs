@@ -2,9 +2,10 @@
 //!
 //! The same step as [`Model::loss_grad`] followed by the update, on an
 //! `f32` copy of the state and of the training set: the two products with
-//! the inputs (`u = W x`, `dW = delta x^T / M`) run through faer's `f32`
-//! kernels, which take twice the values per vector instruction, and
-//! `tanh` through [`tanh_slice_f32`]. The losses and error signals of the
+//! the inputs (`u = W x`, and `W -= eta / M delta x^T` accumulated by the
+//! product straight into the weights, as the `f64` step does) run through
+//! faer's `f32` kernels, which take twice the values per vector
+//! instruction, and `tanh` through [`tanh_slice_f32`]. The losses and error signals of the
 //! outputs (a few per point) are computed in `f64` and rounded. Snapshots
 //! are taken of the state widened back to `f64`, so everything written
 //! and measured is computed by the `f64` code from the `f32` weights.
@@ -29,7 +30,9 @@ pub struct SingleNet {
     z: Vec<f32>,
     e: Vec<f32>,
     delta: Vec<f32>,
-    grad: Vec<f32>,
+    /// The row sums of `delta`, for the bias.
+    bias_sums: Vec<f32>,
+    state_len: usize,
 }
 
 impl SingleNet {
@@ -54,7 +57,8 @@ impl SingleNet {
             z: vec![0.0; k * capacity],
             e: vec![0.0; k * capacity],
             delta: vec![0.0; n * capacity],
-            grad: vec![0.0; model.state_len()],
+            bias_sums: vec![0.0; n],
+            state_len: model.state_len(),
         }
     }
 
@@ -74,7 +78,7 @@ impl SingleNet {
         } = self.dims;
         let m = x.ncols();
         assert!(m * n <= self.u.len(), "batch of {m} above the scratch");
-        assert_eq!(state.len(), self.grad.len(), "state length");
+        assert_eq!(state.len(), self.state_len, "state length");
         let (w, rest) = state.split_at(n * d);
         let (b, readout) = rest.split_at(n);
         let (j, b_out) = match &self.frozen_readout {
@@ -117,10 +121,9 @@ impl SingleNet {
             }
         }
 
-        // Backward: delta = (J^T e) f'(u); db = rowsum(delta) / M.
+        // Backward: delta = (J^T e) f'(u), and its row sums for the bias.
         let scale = 1.0 / m as f32;
-        let (gw, rest) = self.grad.split_at_mut(n * d);
-        let (gb, gread) = rest.split_at_mut(n);
+        let gb = &mut self.bias_sums;
         gb.fill(0.0);
         for col in 0..m {
             let dc = &mut self.delta[col * n..(col + 1) * n];
@@ -147,34 +150,35 @@ impl SingleNet {
             }
             gb.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
         }
-        if self.train_bias {
-            gb.iter_mut().for_each(|g| *g *= scale);
-        } else {
-            gb.fill(0.0);
-        }
+
+        // The step, added straight into the state: W -= eta / M delta x^T
+        // as the product's accumulation, then the bias and the readout.
+        let step = eta * scale;
+        let (w, rest) = state.split_at_mut(n * d);
+        let (b, readout) = rest.split_at_mut(n);
         let delta = MatRef::from_column_major_slice(&self.delta[..n * m], n, m);
-        let gwt = MatMut::from_column_major_slice_mut(gw, d, n);
-        matmul(gwt, Accum::Replace, x, delta.transpose(), scale, Par::Seq);
+        let wt = MatMut::from_column_major_slice_mut(w, d, n);
+        matmul(wt, Accum::Add, x, delta.transpose(), -step, Par::Seq);
+        if self.train_bias {
+            b.iter_mut()
+                .zip(gb.iter())
+                .for_each(|(b, g)| *b -= step * g);
+        }
         if self.frozen_readout.is_none() {
-            // dJ (K x N, row-major) = e h^T / M; db_out = rowsum(e) / M.
-            let (gj, gbo) = gread.split_at_mut(k * n);
-            gj.fill(0.0);
-            gbo.fill(0.0);
+            // J (K x N, row-major) -= eta / M e h^T; b_out -= eta / M rowsum(e).
+            let (j, b_out) = readout.split_at_mut(k * n);
             for col in 0..m {
                 let hc = &self.h[col * n..(col + 1) * n];
                 for (o, &eo) in self.e[col * k..(col + 1) * k].iter().enumerate() {
-                    let row = &mut gj[o * n..(o + 1) * n];
-                    row.iter_mut()
+                    let g = step * eo;
+                    j[o * n..(o + 1) * n]
+                        .iter_mut()
                         .zip(hc)
-                        .for_each(|(g, &h)| *g += eo * h * scale);
-                    gbo[o] += eo * scale;
+                        .for_each(|(jv, &h)| *jv -= g * h);
+                    b_out[o] -= g;
                 }
             }
         }
-        state
-            .iter_mut()
-            .zip(&self.grad)
-            .for_each(|(s, g)| *s -= eta * g);
     }
 }
 

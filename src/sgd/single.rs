@@ -125,30 +125,23 @@ impl SingleNet {
         let scale = 1.0 / m as f32;
         let gb = &mut self.bias_sums;
         gb.fill(0.0);
-        for col in 0..m {
-            let dc = &mut self.delta[col * n..(col + 1) * n];
-            let ec = &self.e[col * k..(col + 1) * k];
-            readout_back(j, ec, dc);
-            let (uc, hc) = (
-                &self.u[col * n..(col + 1) * n],
-                &self.h[col * n..(col + 1) * n],
-            );
-            match self.activation {
-                Activation::Tanh => {
-                    dc.iter_mut().zip(hc).for_each(|(d, &h)| *d *= 1.0 - h * h)
-                }
-                Activation::Relu => {
-                    dc.iter_mut()
-                        .zip(uc)
-                        .for_each(|(d, &u)| *d *= if u > 0.0 { 1.0 } else { 0.0 });
-                }
-                act => {
+        let (u, h, e) = (&self.u[..n * m], &self.h[..n * m], &self.e[..k * m]);
+        let delta = &mut self.delta[..n * m];
+        match self.activation {
+            Activation::Tanh => backward_columns(true, j, e, u, h, delta, gb),
+            Activation::Relu => backward_columns(false, j, e, u, h, delta, gb),
+            act => {
+                for col in 0..m {
+                    let dc = &mut delta[col * n..(col + 1) * n];
+                    readout_back(j, &e[col * k..(col + 1) * k], dc);
+                    let (uc, hc) =
+                        (&u[col * n..(col + 1) * n], &h[col * n..(col + 1) * n]);
                     for (d, (&u, &h)) in dc.iter_mut().zip(uc.iter().zip(hc)) {
                         *d *= act.slope_at(f64::from(u), f64::from(h)) as f32;
                     }
+                    gb.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
                 }
             }
-            gb.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
         }
 
         // The step, added straight into the state: W -= eta / M delta x^T
@@ -177,6 +170,41 @@ impl SingleNet {
                         .for_each(|(jv, &h)| *jv -= g * h);
                     b_out[o] -= g;
                 }
+            }
+        }
+    }
+}
+
+crate::simd_fn! {
+    /// `delta = (J^T e) f'(u)` column by column (`N` a column), with
+    /// `f' = 1 - h^2` for `tanh` and the ReLU's step otherwise, and the
+    /// row sums of `delta` added into `sums`.
+    fn backward_columns(
+        tanh: bool,
+        j: &[f32],
+        e: &[f32],
+        u: &[f32],
+        h: &[f32],
+        delta: &mut [f32],
+        sums: &mut [f32],
+    ) {
+        let n = sums.len();
+        let k = j.len() / n;
+        for col in 0..delta.len() / n {
+            let dc = &mut delta[col * n..(col + 1) * n];
+            readout_back(j, &e[col * k..(col + 1) * k], dc);
+            let (uc, hc) = (&u[col * n..(col + 1) * n], &h[col * n..(col + 1) * n]);
+            if tanh {
+                for i in 0..n {
+                    dc[i] *= 1.0 - hc[i] * hc[i];
+                }
+            } else {
+                for i in 0..n {
+                    dc[i] *= if uc[i] > 0.0 { 1.0 } else { 0.0 };
+                }
+            }
+            for i in 0..n {
+                sums[i] += dc[i];
             }
         }
     }

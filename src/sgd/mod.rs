@@ -126,6 +126,10 @@ pub fn train(
 
             let lo = b as usize * batch;
             let cols = &order[lo..lo + batch.min(n - lo)];
+            // The next batch of this epoch starts loading from memory
+            // while this step computes.
+            let next = &order[(lo + batch).min(n)..(lo + 2 * batch).min(n)];
+            prefetch_samples(samples, next);
             stepper.step(model, &mut state, samples, cols, eta);
             step += 1;
         }
@@ -224,6 +228,28 @@ impl Stepper {
             }
         }
     }
+}
+
+/// Asks the processor to start loading the inputs of the samples `cols`
+/// into its second-level cache. The batch's gather reads its rows from all
+/// over a training set of megabytes, one memory latency per row when
+/// nothing is cached: about 11 us of a 90 us step at the study's size.
+fn prefetch_samples(samples: &Samples, cols: &[usize]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        let d = samples.dim;
+        for &i in cols {
+            for line in samples.inputs[i * d..(i + 1) * d].chunks(8) {
+                // SAFETY: SSE is part of the x86-64 baseline, and a
+                // prefetch only hints at an address inside a live slice;
+                // it never faults or changes memory.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (samples, cols);
 }
 
 /// Copies the samples `cols` one after another into `xs` and `ys`,

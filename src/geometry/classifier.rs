@@ -377,18 +377,27 @@ impl<'a> SharedSamples<'a> {
             fresh = self.factor_features(c);
             fresh.as_ref()?
         };
+        // rhs = 2C X~^T s, one product for the weights and a sum for the
+        // bias; then the outputs X~ (w, b), one product.
+        let xt = MatRef::from_column_major_slice(x, f, m);
+        let s = MatRef::from_column_major_slice(sign, m, 1);
         let mut rhs = faer::Mat::<f64>::zeros(f + 1, 1);
-        for i in 0..m {
-            let g = 2.0 * c * sign[i];
-            for j in 0..f {
-                rhs[(j, 0)] += g * x[i * f + j];
-            }
-            rhs[(f, 0)] += g;
-        }
+        matmul(
+            rhs.as_mut().subrows_mut(0, f),
+            Accum::Replace,
+            xt,
+            s,
+            2.0 * c,
+            Par::Seq,
+        );
+        rhs[(f, 0)] = 2.0 * c * sign.iter().sum::<f64>();
         cholesky_solve(l.as_ref(), rhs.as_mut());
-        let w = &rhs.col_as_slice(0)[..f];
         let b = rhs[(f, 0)];
-        Some((0..m).map(|i| dot(&x[i * f..(i + 1) * f], w) + b).collect())
+        let mut reached = vec![b; m];
+        let w = rhs.as_ref().subrows(0, f);
+        let out = MatMut::from_column_major_slice_mut(&mut reached, m, 1);
+        matmul(out, Accum::Add, xt.transpose(), w, 1.0, Par::Seq);
+        Some(reached)
     }
 
     /// The Cholesky factor of `I + 2C X~^T X~` over every sample.
@@ -474,10 +483,8 @@ impl MarginFactor {
         }
         let mut have = vec![false; m];
         self.members.iter().for_each(|&i| have[i] = true);
-        inside
-            .iter()
-            .filter(|&&i| !have[i])
-            .all(|&i| self.push(i, &k[i * m..(i + 1) * m]))
+        let coming: Vec<usize> = inside.iter().copied().filter(|&i| !have[i]).collect();
+        self.push(&coming, k, m)
     }
 
     /// Factors `K_SS + ridge I` over the samples `inside` anew (blocked, by
@@ -494,22 +501,41 @@ impl MarginFactor {
             self.members.clear();
             return false;
         }
-        self.cols = (0..n).map(|j| a.col_as_slice(j)[j..].to_vec()).collect();
+        self.cols = (0..n).map(|j| column(&a.col_as_slice(j)[j..])).collect();
         true
     }
 
-    /// Puts sample `i` in, with `k_i` its row of the Gram matrix: the new
-    /// row of `L` solves `L y = k_iS`, and its diagonal is what is left.
-    fn push(&mut self, i: usize, k_i: &[f64]) -> bool {
-        let mut y: Vec<f64> = self.members.iter().map(|&q| k_i[q]).collect();
-        forward(&self.cols, &mut y);
-        let d = k_i[i] + self.ridge - dot(&y, &y);
-        if d.is_nan() || d <= 0.0 {
+    /// Puts the samples `coming` in, over the row-major `m x m` Gram matrix
+    /// `k`: their rows of `L` below the present block solve `L Y = K_S,new`
+    /// (all of them in one pass down the columns of `L`, so that their
+    /// chains of updates overlap), and the block they make among
+    /// themselves is the factor of `K_new,new + ridge I - Y^T Y`.
+    fn push(&mut self, coming: &[usize], k: &[f64], m: usize) -> bool {
+        let (n, q) = (self.members.len(), coming.len());
+        if q == 0 {
+            return true;
+        }
+        // y[r * n..][..n]: the new row of sample coming[r], left of the
+        // new block.
+        let mut y: Vec<f64> = coming
+            .iter()
+            .flat_map(|&i| self.members.iter().map(move |&s| k[i * m + s]))
+            .collect();
+        forward_many(&self.cols, n, &mut y);
+        let mut block = faer::Mat::from_fn(q, q, |r, t| {
+            let (i, j) = (coming[r], coming[t]);
+            let yy = dot(&y[r * n..(r + 1) * n], &y[t * n..(t + 1) * n]);
+            k[i * m + j] - yy + if r == t { self.ridge } else { 0.0 }
+        });
+        if !cholesky(block.as_mut()) {
             return false;
         }
-        self.cols.iter_mut().zip(&y).for_each(|(c, &v)| c.push(v));
-        self.cols.push(vec![d.sqrt()]);
-        self.members.push(i);
+        for (j, col) in self.cols.iter_mut().enumerate() {
+            col.extend((0..q).map(|r| y[r * n + j]));
+        }
+        self.cols
+            .extend((0..q).map(|r| column(&block.col_as_slice(r)[r..])));
+        self.members.extend_from_slice(coming);
         true
     }
 
@@ -555,6 +581,34 @@ crate::simd_fn! {
             let (below, rest) = (&c[1..n - j], &mut y[j + 1..]);
             for i in 0..rest.len() {
                 rest[i] -= yj * below[i];
+            }
+        }
+    }
+}
+
+/// A column of `L` with room for the samples that join later.
+fn column(values: &[f64]) -> Vec<f64> {
+    let mut c = Vec::with_capacity(values.len() + 64);
+    c.extend_from_slice(values);
+    c
+}
+
+crate::simd_fn! {
+    /// Solves `L y_r = b_r` in place for every `n`-long right-hand side in
+    /// `y` (one after another), column by column of `L` for all of them.
+    fn forward_many(cols: &[Vec<f64>], n: usize, y: &mut [f64]) {
+        let q = y.len() / n.max(1);
+        for j in 0..n {
+            let c = &cols[j];
+            let (diag, below) = (c[0], &c[1..n - j]);
+            for r in 0..q {
+                let yr = &mut y[r * n..(r + 1) * n];
+                let yj = yr[j] / diag;
+                yr[j] = yj;
+                let rest = &mut yr[j + 1..];
+                for i in 0..rest.len() {
+                    rest[i] -= yj * below[i];
+                }
             }
         }
     }
@@ -629,9 +683,12 @@ fn cholesky_solve(l: faer::MatRef<'_, f64>, mut rhs: faer::MatMut<'_, f64>) {
 ///
 /// with `a_i = 1 - s_i o_i` and `c_i = s_i e_i`. `phi'` is continuous,
 /// piecewise linear and nondecreasing; its pieces break where a sample
-/// crosses the margin. The slope at `t = 1` (a Newton step's length, and
-/// most often the answer) says on which side of it the minimum lies, so
-/// only the breakpoints on that side are sorted and swept.
+/// crosses the margin. Newton's method on `phi'` from `t = 1` (a Newton
+/// step's length, most often the answer) lands on the root in one step
+/// when it lies on the same piece, and keeps a bracket around it
+/// (bisecting when Newton would leave it); a root still some pieces away
+/// after [`NEWTON_TRIES`] is found by sweeping the breakpoints inside the
+/// bracket in order.
 fn line_minimum(
     beta: &[f64],
     dir: &[f64],
@@ -645,60 +702,106 @@ fn line_minimum(
     let dk: f64 = (0..m).map(|i| dir[i] * e[i]).sum();
     let a: Vec<f64> = (0..m).map(|i| 1.0 - sign[i] * out[i]).collect();
     let rate: Vec<f64> = (0..m).map(|i| sign[i] * e[i]).collect();
-    // phi'(t) = lin + quad t on the piece just after `from`.
-    let piece = |from: f64| {
-        let (mut lin, mut quad) = (bk, dk);
-        for i in 0..m {
-            let (a, ci) = (a[i], rate[i]);
-            let at = a - from * ci;
-            let inside = at > 0.0 || (at == 0.0 && ci < 0.0);
-            let w = if inside { 2.0 * c * ci } else { 0.0 };
-            lin -= w * a;
-            quad += w * ci;
+    // phi'(t) and phi'' on the piece just after t.
+    let slope = |t: f64| {
+        let (g, h) = margin_slope(&a, &rate, t, 2.0 * c);
+        (bk + t * dk + g, dk + h)
+    };
+    let (mut lo, mut hi) = (0.0, f64::INFINITY);
+    let mut t = 1.0;
+    for _ in 0..NEWTON_TRIES {
+        let (g, h) = slope(t);
+        if g == 0.0 {
+            return t;
         }
-        (lin, quad)
-    };
-    let (lin1, quad1) = piece(1.0);
-    let from = if lin1 + quad1 >= 0.0 { 0.0 } else { 1.0 };
-    let (mut lin, mut quad) = if from == 0.0 {
-        piece(0.0)
-    } else {
-        (lin1, quad1)
-    };
+        if g > 0.0 {
+            hi = t;
+        } else {
+            lo = t;
+        }
+        let newton = if h > 0.0 { t - g / h } else { f64::NAN };
+        let next = if newton > lo && newton < hi {
+            newton
+        } else if hi.is_finite() {
+            0.5 * (lo + hi)
+        } else {
+            2.0 * t
+        };
+        if (next - t).abs() <= 1e-15 * t.max(1.0) {
+            return next;
+        }
+        t = next;
+    }
+    // Still pieces away: sweep the breakpoints inside the bracket in order
+    // from its low end.
+    let (mut g, mut h) = slope(lo);
     let mut breaks: Vec<(f64, usize)> = (0..m)
         .filter_map(|i| {
             let at = a[i] / rate[i];
-            let within = if from == 0.0 {
-                at > 0.0 && at <= 1.0
-            } else {
-                at > 1.0
-            };
-            (rate[i] != 0.0 && within).then_some((at, i))
+            (rate[i] != 0.0 && at > lo && at < hi).then_some((at, i))
         })
         .collect();
     breaks.sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
-    let mut lo = from;
+    let mut from = lo;
     for (at, i) in breaks {
-        if quad > 0.0 && -lin / quad <= at {
-            return (-lin / quad).max(lo);
+        // phi'(t) = g + h (t - from) on this piece.
+        if h > 0.0 && from - g / h <= at {
+            return (from - g / h).max(from);
         }
+        g += h * (at - from);
         // Sample i crosses the margin at t = at: in if c_i < 0, out if not.
         let ci = rate[i];
-        let w = if ci < 0.0 {
-            2.0 * c * ci
+        h += if ci < 0.0 {
+            2.0 * c * ci * ci
         } else {
-            -2.0 * c * ci
+            -2.0 * c * ci * ci
         };
-        lin -= w * a[i];
-        quad += w * ci;
-        lo = at;
+        from = at;
     }
-    if quad > 0.0 {
-        (-lin / quad).max(lo)
+    if h > 0.0 {
+        (from - g / h).max(from)
     } else {
         f64::NAN
     }
 }
+
+crate::simd_fn! {
+    /// The loss's share of `phi'(t)` and `phi''` just after `t`: the sums
+    /// over the samples inside the margin there (`a_i - t c_i > 0`, or `= 0`
+    /// and entering) of `-w c_i (a_i - t c_i)` and `w c_i^2`, in eight
+    /// running sums each.
+    fn margin_slope(a: &[f64], rate: &[f64], t: f64, w: f64) -> (f64, f64) {
+        const L: usize = 8;
+        let n = a.len();
+        let rate = &rate[..n];
+        let (mut g, mut h) = ([0.0; L], [0.0; L]);
+        let mut i = 0;
+        while i + L <= n {
+            for l in 0..L {
+                let (ai, ci) = (a[i + l], rate[i + l]);
+                let at = ai - t * ci;
+                let inside = at > 0.0 || (at == 0.0 && ci < 0.0);
+                let wc = if inside { w * ci } else { 0.0 };
+                g[l] -= wc * at;
+                h[l] += wc * ci;
+            }
+            i += L;
+        }
+        let (mut gt, mut ht) = (0.0, 0.0);
+        for j in i..n {
+            let (ai, ci) = (a[j], rate[j]);
+            let at = ai - t * ci;
+            let inside = at > 0.0 || (at == 0.0 && ci < 0.0);
+            let wc = if inside { w * ci } else { 0.0 };
+            gt -= wc * at;
+            ht += wc * ci;
+        }
+        (g.iter().sum::<f64>() + gt, h.iter().sum::<f64>() + ht)
+    }
+}
+
+/// Newton iterations [`line_minimum`] tries before it sweeps.
+const NEWTON_TRIES: usize = 3;
 
 #[cfg(test)]
 mod tests {

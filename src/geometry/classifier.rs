@@ -25,7 +25,8 @@
 //!   (shattering dimensionality). On the hidden responses at `d = 5` late
 //!   in training (tight clusters of ten trials around 32 conditions),
 //!   coordinate descent took a few hundred sweeps (up to 857), the Newton
-//!   method about ten steps: SD at one saved time 59 ms before, 17 ms now.
+//!   method about ten steps: SD at one saved time 59 ms before, 14 ms now
+//!   (`cargo bench --bench geometry -- d5`).
 //!
 //! Why not a crate: linfa-svm (0.8) solves the hinge loss by SMO through a
 //! kernel layer and brings in ndarray and the linfa stack; this problem is

@@ -83,8 +83,6 @@ struct Scratch {
     u: Vec<f64>,
     h: Vec<f64>,
     delta: Vec<f64>,
-    /// Error signals, column-major `K x M`.
-    e: Vec<f64>,
     /// The error signals times `-1/M`, column-major `K x M`.
     scaled: Vec<f64>,
 }
@@ -127,7 +125,6 @@ impl ConditionField {
             u: vec![0.0; n * m],
             h: vec![0.0; n * m],
             delta: vec![0.0; n * m],
-            e: vec![0.0; k * m],
             scaled: vec![0.0; k * m],
         };
         ConditionField {
@@ -161,22 +158,20 @@ crate::simd_fn! {
             None => readout.split_at(k * n),
         };
 
-        // Forward: u_c = b + sum_a x_ac w_a, then h, z and e per point.
+        // Forward: u_c = b + sum_a x_ac w_a, then h, z and -(1/M) e per
+        // point: the scale on the K error signals rather than on the N
+        // units.
         lane_products::<M>(&mut s.u, Some(b), &f.xt, m, wt, n);
         f.activation.apply(&s.u, &mut s.h);
+        let scale = -1.0 / m as f64;
         for (c, hc) in s.h.chunks_exact(n).enumerate() {
             for o in 0..k {
                 let z = dot(&j[o * n..(o + 1) * n], hc) + b_out[o];
-                s.e[c * k + o] = f.loss.error(z, f.y[c * k + o]);
+                s.scaled[c * k + o] = scale * f.loss.error(z, f.y[c * k + o]);
             }
         }
 
-        // delta_c = (J^T (-(1/M) e_c)) f'(u_c): the scale on the K error
-        // signals rather than on the N units.
-        let scale = -1.0 / m as f64;
-        for (a, &e) in s.scaled.iter_mut().zip(&s.e) {
-            *a = scale * e;
-        }
+        // delta_c = (J^T (-(1/M) e_c)) f'(u_c).
         let pairs = s.u.chunks_exact(n).zip(s.h.chunks_exact(n));
         for ((dc, es), (uc, hc)) in s
             .delta

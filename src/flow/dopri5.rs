@@ -209,7 +209,9 @@ crate::simd_fn! {
 crate::simd_fn! {
     /// The sum over components of the squared local error estimate of the
     /// step from `y` to `y_new`, each scaled by `atol + rtol max(|y|,
-    /// |y_new|)`; the terms go through `q`, then eight running sums.
+    /// |y_new|)`; the terms go through `q`, then eight running sums (the
+    /// two passes vectorise; one pass with the sums in it took the
+    /// paper-size flow from 1.6 to 2.0 ms).
     fn error_squares(
         k: &[Vec<f64>; 7],
         y: &[f64],

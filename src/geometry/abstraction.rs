@@ -493,13 +493,13 @@ pub fn shattering_dimensionality(
     let mut sampler = Sampler::new(z, p, noise.sigma, noise.seed, "geometry/shattering");
     let training = sampler.trials(noise.train_per_condition);
     let testing = sampler.trials(noise.test_per_condition);
-    let shared = SharedSamples::new(&training.x, p * noise.train_per_condition);
+    let shared = SharedSamples::new(&training.x, p * noise.train_per_condition, C);
     let all: Vec<usize> = (0..p).collect();
     let accuracies: Vec<f64> = dichotomies
         .iter()
         .map(|labels| {
             let (xte, yte) = testing.of(labels, &all);
-            shared.fit(&training.labels(labels), C).accuracy(&xte, &yte)
+            shared.fit(&training.labels(labels)).accuracy(&xte, &yte)
         })
         .collect();
     Shattering {

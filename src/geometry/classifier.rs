@@ -250,20 +250,24 @@ pub struct SharedSamples<'a> {
     f: usize,
     /// `K_ij = x_i . x_j + 1`, row-major `m x m`.
     gram: Vec<f64>,
-    /// The Cholesky factor of `I + 2C X~^T X~` over every sample, for the
-    /// `C` it was made for, made by the first fit.
-    whole: OnceCell<(f64, Option<faer::Mat<f64>>)>,
+    /// The regularisation constant of every fit.
+    c: f64,
+    /// The Cholesky factor of `I + 2C X~^T X~` over every sample, made by
+    /// the first fit.
+    whole: OnceCell<Option<faer::Mat<f64>>>,
 }
 
 impl<'a> SharedSamples<'a> {
-    /// The row-major `[m, F]` samples `x`.
+    /// The row-major `[m, F]` samples `x`, to be fitted with
+    /// regularisation constant `c`.
     ///
     /// # Panics
     ///
-    /// If `m` is zero or `x` is not `m` rows.
-    pub fn new(x: &'a [f64], m: usize) -> Self {
+    /// If `m` is zero, `x` is not `m` rows or `c <= 0`.
+    pub fn new(x: &'a [f64], m: usize, c: f64) -> Self {
         assert!(m > 0, "no samples to train on");
         assert!(x.len() % m == 0, "{} values are not {m} rows", x.len());
+        assert!(c > 0.0, "regularisation constant {c} is not positive");
         let f = x.len() / m;
         let mut gram = vec![0.0; m * m];
         if f > 0 {
@@ -277,33 +281,22 @@ impl<'a> SharedSamples<'a> {
             m,
             f,
             gram,
-            whole: Default::default(),
+            c,
+            whole: OnceCell::new(),
         }
     }
 
-    /// How many samples there are.
-    pub fn len(&self) -> usize {
-        self.m
-    }
-
-    /// Whether there are none (never: [`SharedSamples::new`] asks for one).
-    pub fn is_empty(&self) -> bool {
-        self.m == 0
-    }
-
     /// Trains on every sample with labels `labels` (`true` the positive
-    /// class) and regularisation constant `c`: the classifier
-    /// [`LinearSvm::fit`] approximates, to rounding. Falls back to
-    /// [`LinearSvm::fit`] after [`MAX_NEWTON_STEPS`]; `epochs` counts the
-    /// Newton steps.
+    /// class): the classifier [`LinearSvm::fit`] approximates, to
+    /// rounding. Falls back to [`LinearSvm::fit`] after
+    /// [`MAX_NEWTON_STEPS`]; `epochs` counts the Newton steps.
     ///
     /// # Panics
     ///
-    /// If there is not one label per sample or `c <= 0`.
-    pub fn fit(&self, labels: &[bool], c: f64) -> LinearSvm {
-        let m = self.len();
+    /// If there is not one label per sample.
+    pub fn fit(&self, labels: &[bool]) -> LinearSvm {
+        let (m, c) = (self.m, self.c);
         assert_eq!(m, labels.len(), "one label per sample");
-        assert!(c > 0.0, "regularisation constant {c} is not positive");
         let sign: Vec<f64> = labels.iter().map(|&l| if l { 1.0 } else { -1.0 }).collect();
 
         // beta, the outputs o = K beta, and the factor of the margin set the
@@ -322,8 +315,9 @@ impl<'a> SharedSamples<'a> {
             // step to it.
             target.iter_mut().for_each(|t| *t = 0.0);
             let e = if inside.len() == m && self.f < m {
-                let reached = self.features_minimum(&sign, c);
-                let Some(reached) = reached else { break };
+                let Some(reached) = self.features_minimum(&sign) else {
+                    break;
+                };
                 for i in 0..m {
                     target[i] = 2.0 * c * (sign[i] - reached[i]);
                 }
@@ -339,8 +333,8 @@ impl<'a> SharedSamples<'a> {
                 factor.solve(&sign, &mut target);
                 // K d = K target - o, with target on the margin set only.
                 let mut e = vec![0.0; m];
-                for (&i, &v) in factor.members.iter().zip(&factor.solution) {
-                    axpy(v, &self.gram[i * m..(i + 1) * m], &mut e);
+                for &i in &factor.members {
+                    axpy(target[i], &self.gram[i * m..(i + 1) * m], &mut e);
                 }
                 e.iter_mut().zip(&out).for_each(|(e, o)| *e -= o);
                 e
@@ -368,16 +362,9 @@ impl<'a> SharedSamples<'a> {
     /// The outputs `X~ (w, b)` of the minimiser of the piece with every
     /// sample inside the margin, solved in the features with the shared
     /// factor.
-    fn features_minimum(&self, sign: &[f64], c: f64) -> Option<Vec<f64>> {
-        let (x, f, m) = (self.x, self.f, self.len());
-        let (made_for, l) = self.whole.get_or_init(|| (c, self.factor_features(c)));
-        let fresh;
-        let l = if *made_for == c {
-            l.as_ref()?
-        } else {
-            fresh = self.factor_features(c);
-            fresh.as_ref()?
-        };
+    fn features_minimum(&self, sign: &[f64]) -> Option<Vec<f64>> {
+        let (x, f, m, c) = (self.x, self.f, self.m, self.c);
+        let l = self.whole.get_or_init(|| self.factor_features()).as_ref()?;
         // rhs = 2C X~^T s, one product for the weights and a sum for the
         // bias; then the outputs X~ (w, b), one product.
         let xt = MatRef::from_column_major_slice(x, f, m);
@@ -402,14 +389,13 @@ impl<'a> SharedSamples<'a> {
     }
 
     /// The Cholesky factor of `I + 2C X~^T X~` over every sample.
-    fn factor_features(&self, c: f64) -> Option<faer::Mat<f64>> {
-        let (x, f) = (self.x, self.f);
-        let a =
-            faer::Mat::from_fn(
-                self.len(),
-                f + 1,
-                |i, j| if j < f { x[i * f + j] } else { 1.0 },
-            );
+    fn factor_features(&self) -> Option<faer::Mat<f64>> {
+        let (x, f, c) = (self.x, self.f, self.c);
+        let a = faer::Mat::from_fn(
+            self.m,
+            f + 1,
+            |i, j| if j < f { x[i * f + j] } else { 1.0 },
+        );
         let mut h = faer::Mat::<f64>::identity(f + 1, f + 1);
         matmul(
             h.as_mut(),
@@ -451,8 +437,6 @@ struct MarginFactor {
     ridge: f64,
     members: Vec<usize>,
     cols: Vec<Vec<f64>>,
-    /// The last [`MarginFactor::solve`], member by member.
-    solution: Vec<f64>,
 }
 
 impl MarginFactor {
@@ -461,7 +445,6 @@ impl MarginFactor {
             ridge,
             members: Vec::new(),
             cols: Vec::new(),
-            solution: Vec::new(),
         }
     }
 
@@ -522,7 +505,7 @@ impl MarginFactor {
             .iter()
             .flat_map(|&i| self.members.iter().map(move |&s| k[i * m + s]))
             .collect();
-        forward_many(&self.cols, n, &mut y);
+        forward(&self.cols, n, &mut y);
         let mut block = faer::Mat::from_fn(q, q, |r, t| {
             let (i, j) = (coming[r], coming[t]);
             let yy = dot(&y[r * n..(r + 1) * n], &y[t * n..(t + 1) * n]);
@@ -555,34 +538,16 @@ impl MarginFactor {
 
     /// `beta_S = (K_SS + ridge I)^-1 s_S` into `beta` (which is zero off
     /// the members).
-    fn solve(&mut self, sign: &[f64], beta: &mut [f64]) {
+    fn solve(&self, sign: &[f64], beta: &mut [f64]) {
         let n = self.members.len();
         let mut y: Vec<f64> = self.members.iter().map(|&i| sign[i]).collect();
-        forward(&self.cols, &mut y);
+        forward(&self.cols, n, &mut y);
         for j in (0..n).rev() {
             let c = &self.cols[j];
             y[j] = (y[j] - dot(&c[1..], &y[j + 1..])) / c[0];
         }
         for (p, &i) in self.members.iter().enumerate() {
             beta[i] = y[p];
-        }
-        self.solution = y;
-    }
-}
-
-crate::simd_fn! {
-    /// Solves `L y = b` in place (`y` holds `b`) for the lower-triangular
-    /// `L` stored by columns, each column's update one pass down it.
-    fn forward(cols: &[Vec<f64>], y: &mut [f64]) {
-        let n = y.len();
-        for j in 0..n {
-            let c = &cols[j];
-            let yj = y[j] / c[0];
-            y[j] = yj;
-            let (below, rest) = (&c[1..n - j], &mut y[j + 1..]);
-            for i in 0..rest.len() {
-                rest[i] -= yj * below[i];
-            }
         }
     }
 }
@@ -596,8 +561,10 @@ fn column(values: &[f64]) -> Vec<f64> {
 
 crate::simd_fn! {
     /// Solves `L y_r = b_r` in place for every `n`-long right-hand side in
-    /// `y` (one after another), column by column of `L` for all of them.
-    fn forward_many(cols: &[Vec<f64>], n: usize, y: &mut [f64]) {
+    /// `y` (one after another) and the lower-triangular `L` stored by
+    /// columns, column by column of `L` for all of them, each column's
+    /// update one pass down it.
+    fn forward(cols: &[Vec<f64>], n: usize, y: &mut [f64]) {
         let q = y.len() / n.max(1);
         for j in 0..n {
             let c = &cols[j];
@@ -779,26 +746,29 @@ crate::simd_fn! {
         let mut i = 0;
         while i + L <= n {
             for l in 0..L {
-                let (ai, ci) = (a[i + l], rate[i + l]);
-                let at = ai - t * ci;
-                let inside = at > 0.0 || (at == 0.0 && ci < 0.0);
-                let wc = if inside { w * ci } else { 0.0 };
-                g[l] -= wc * at;
-                h[l] += wc * ci;
+                let (dg, dh) = margin_term(a[i + l], rate[i + l], t, w);
+                g[l] += dg;
+                h[l] += dh;
             }
             i += L;
         }
         let (mut gt, mut ht) = (0.0, 0.0);
         for j in i..n {
-            let (ai, ci) = (a[j], rate[j]);
-            let at = ai - t * ci;
-            let inside = at > 0.0 || (at == 0.0 && ci < 0.0);
-            let wc = if inside { w * ci } else { 0.0 };
-            gt -= wc * at;
-            ht += wc * ci;
+            let (dg, dh) = margin_term(a[j], rate[j], t, w);
+            gt += dg;
+            ht += dh;
         }
         (g.iter().sum::<f64>() + gt, h.iter().sum::<f64>() + ht)
     }
+}
+
+/// One sample's terms of [`margin_slope`].
+#[inline(always)]
+fn margin_term(a: f64, c: f64, t: f64, w: f64) -> (f64, f64) {
+    let at = a - t * c;
+    let inside = at > 0.0 || (at == 0.0 && c < 0.0);
+    let wc = if inside { w * c } else { 0.0 };
+    (-(wc * at), wc * c)
 }
 
 /// Newton iterations [`line_minimum`] tries before it sweeps.
@@ -899,7 +869,7 @@ mod tests {
             norm < 0.05 * bound,
             "primal gradient {norm}: far below {bound} in practice"
         );
-        let exact = SharedSamples::new(x, labels.len()).fit(labels, C);
+        let exact = SharedSamples::new(x, labels.len(), C).fit(labels);
         let (norm, bound) = primal_gradient(&exact, x, labels, f);
         assert!(exact.converged);
         assert!(norm < 1e-9 * bound, "Newton: primal gradient {norm}");
@@ -1010,8 +980,8 @@ mod tests {
         for seed in [1, 7, 13] {
             let (f, m) = (40, 320);
             let (x, labels) = clustered(32, 10, f, seed);
-            let shared = SharedSamples::new(&x, m);
-            let exact = shared.fit(&labels, C);
+            let shared = SharedSamples::new(&x, m, C);
+            let exact = shared.fit(&labels);
             assert!(exact.converged);
             assert!(exact.epochs <= 30, "{} Newton steps", exact.epochs);
             let (norm, bound) = primal_gradient(&exact, &x, &labels, f);
@@ -1042,13 +1012,13 @@ mod tests {
         // labelling's state into the next.
         let (f, m) = (12, 160);
         let (x, _) = clustered(16, 10, f, 3);
-        let shared = SharedSamples::new(&x, m);
+        let shared = SharedSamples::new(&x, m, C);
         for seed in 0..4 {
             let coin = gaussian(m, 1, 40 + seed);
             let labels: Vec<bool> = coin.iter().map(|v| *v > 0.0).collect();
             assert_eq!(
-                shared.fit(&labels, C),
-                SharedSamples::new(&x, m).fit(&labels, C)
+                shared.fit(&labels),
+                SharedSamples::new(&x, m, C).fit(&labels)
             );
         }
     }
@@ -1060,7 +1030,7 @@ mod tests {
         let x = gaussian(m, f, 21);
         let coin = gaussian(m, 1, 22);
         let labels: Vec<bool> = coin.iter().map(|v| *v > 0.0).collect();
-        let exact = SharedSamples::new(&x, m).fit(&labels, C);
+        let exact = SharedSamples::new(&x, m, C).fit(&labels);
         assert!(exact.converged);
         let (norm, bound) = primal_gradient(&exact, &x, &labels, f);
         assert!(
@@ -1080,7 +1050,7 @@ mod tests {
     fn the_margin_factor_follows_samples_in_and_out() {
         let (m, f) = (30, 4);
         let x = gaussian(m, f, 8);
-        let k = SharedSamples::new(&x, m).gram;
+        let k = SharedSamples::new(&x, m, C).gram;
         let ridge = 0.5;
         let mut factor = MarginFactor::new(ridge);
         let sets: [&[usize]; 4] = [
@@ -1115,7 +1085,7 @@ mod tests {
     fn the_line_search_finds_the_minimum_along_the_step() {
         let (m, f) = (40, 3);
         let x = gaussian(m, f, 31);
-        let k = SharedSamples::new(&x, m).gram;
+        let k = SharedSamples::new(&x, m, C).gram;
         let sign: Vec<f64> = gaussian(m, 1, 32).iter().map(|v| v.signum()).collect();
         let beta = gaussian(m, 1, 33)
             .iter()

@@ -5,10 +5,11 @@
 //! the inputs (`u = W x`, and `W -= eta / M delta x^T` accumulated by the
 //! product straight into the weights, as the `f64` step does) run through
 //! faer's `f32` kernels, which take twice the values per vector
-//! instruction, and `tanh` through [`tanh_slice_f32`]. The losses and error signals of the
-//! outputs (a few per point) are computed in `f64` and rounded. Snapshots
-//! are taken of the state widened back to `f64`, so everything written
-//! and measured is computed by the `f64` code from the `f32` weights.
+//! instruction, and `tanh` through [`tanh_slice_f32`]. The losses and
+//! error signals of the outputs (a few per point) are computed in `f64`
+//! and rounded. Snapshots are taken of the state widened back to `f64`,
+//! so everything written and measured is computed by the `f64` code from
+//! the `f32` weights.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -127,22 +128,7 @@ impl SingleNet {
         gb.fill(0.0);
         let (u, h, e) = (&self.u[..n * m], &self.h[..n * m], &self.e[..k * m]);
         let delta = &mut self.delta[..n * m];
-        match self.activation {
-            Activation::Tanh => backward_columns(true, j, e, u, h, delta, gb),
-            Activation::Relu => backward_columns(false, j, e, u, h, delta, gb),
-            act => {
-                for col in 0..m {
-                    let dc = &mut delta[col * n..(col + 1) * n];
-                    readout_back(j, &e[col * k..(col + 1) * k], dc);
-                    let (uc, hc) =
-                        (&u[col * n..(col + 1) * n], &h[col * n..(col + 1) * n]);
-                    for (d, (&u, &h)) in dc.iter_mut().zip(uc.iter().zip(hc)) {
-                        *d *= act.slope_at(f64::from(u), f64::from(h)) as f32;
-                    }
-                    gb.iter_mut().zip(dc.iter()).for_each(|(g, &dl)| *g += dl);
-                }
-            }
-        }
+        backward_columns(self.activation, j, e, u, h, delta, gb);
 
         // The step, added straight into the state: W -= eta / M delta x^T
         // as the product's accumulation, then the bias and the readout.
@@ -177,10 +163,10 @@ impl SingleNet {
 
 crate::simd_fn! {
     /// `delta = (J^T e) f'(u)` column by column (`N` a column), with
-    /// `f' = 1 - h^2` for `tanh` and the ReLU's step otherwise, and the
-    /// row sums of `delta` added into `sums`.
+    /// `f' = 1 - h^2` for `tanh`, the step for ReLU and the `f64` slope of
+    /// any other activation, and the row sums of `delta` added into `sums`.
     fn backward_columns(
-        tanh: bool,
+        act: Activation,
         j: &[f32],
         e: &[f32],
         u: &[f32],
@@ -194,13 +180,21 @@ crate::simd_fn! {
             let dc = &mut delta[col * n..(col + 1) * n];
             readout_back(j, &e[col * k..(col + 1) * k], dc);
             let (uc, hc) = (&u[col * n..(col + 1) * n], &h[col * n..(col + 1) * n]);
-            if tanh {
-                for i in 0..n {
-                    dc[i] *= 1.0 - hc[i] * hc[i];
+            match act {
+                Activation::Tanh => {
+                    for i in 0..n {
+                        dc[i] *= 1.0 - hc[i] * hc[i];
+                    }
                 }
-            } else {
-                for i in 0..n {
-                    dc[i] *= if uc[i] > 0.0 { 1.0 } else { 0.0 };
+                Activation::Relu => {
+                    for i in 0..n {
+                        dc[i] *= if uc[i] > 0.0 { 1.0 } else { 0.0 };
+                    }
+                }
+                act => {
+                    for i in 0..n {
+                        dc[i] *= act.slope_at(f64::from(uc[i]), f64::from(hc[i])) as f32;
+                    }
                 }
             }
             for i in 0..n {

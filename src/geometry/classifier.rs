@@ -74,6 +74,22 @@ impl LinearSvm {
     ///
     /// If there are no samples, `x` is not `M` rows, or `c <= 0`.
     pub fn fit(x: &[f64], labels: &[bool], c: f64) -> Self {
+        let m = labels.len();
+        assert!(m > 0, "no samples to train on");
+        assert!(x.len() % m == 0, "{} values are not {m} rows", x.len());
+        let rows: Vec<usize> = (0..m).collect();
+        Self::fit_rows(x, x.len() / m, &rows, labels, c)
+    }
+
+    /// [`LinearSvm::fit`] on the rows `rows` of the row-major samples `x`
+    /// of `f` features, with `labels[i]` the label of row `rows[i]`: the
+    /// same classifier, bit for bit, as fitting a copy of those rows.
+    ///
+    /// # Panics
+    ///
+    /// If there are no rows, a row is out of range, there is not one label
+    /// per row, or `c <= 0`.
+    pub fn fit_rows(x: &[f64], f: usize, rows: &[usize], labels: &[bool], c: f64) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
@@ -81,34 +97,34 @@ impl LinearSvm {
             {
                 // SAFETY: the features the function is compiled for were
                 // just detected on this processor.
-                return unsafe { Self::fit_avx2(x, labels, c) };
+                return unsafe { Self::fit_avx2(x, f, rows, labels, c) };
             }
         }
-        Self::fit_portable(x, labels, c)
+        Self::fit_portable(x, f, rows, labels, c)
     }
 
-    /// [`LinearSvm::fit`] compiled for AVX2: the same operations in the
-    /// same order, so the same bits, on wider vectors.
+    /// [`LinearSvm::fit_rows`] compiled for AVX2: the same operations in
+    /// the same order, so the same bits, on wider vectors.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn fit_avx2(x: &[f64], labels: &[bool], c: f64) -> Self {
-        Self::fit_portable(x, labels, c)
+    unsafe fn fit_avx2(x: &[f64], f: usize, rows: &[usize], labels: &[bool], c: f64) -> Self {
+        Self::fit_portable(x, f, rows, labels, c)
     }
 
     #[inline(always)]
-    fn fit_portable(x: &[f64], labels: &[bool], c: f64) -> Self {
-        let m = labels.len();
+    fn fit_portable(x: &[f64], f: usize, rows: &[usize], labels: &[bool], c: f64) -> Self {
+        let m = rows.len();
         assert!(m > 0, "no samples to train on");
-        assert!(x.len() % m == 0, "{} values are not {m} rows", x.len());
+        assert_eq!(labels.len(), m, "one label per row");
         assert!(c > 0.0, "regularisation constant {c} is not positive");
-        let f = x.len() / m;
+        let row_of = |i: usize| &x[rows[i] * f..(rows[i] + 1) * f];
         let sign = |i: usize| if labels[i] { 1.0 } else { -1.0 };
 
         // Diagonal of the dual Hessian: |x_i|^2 + 1 (bias) + 1 / (2C).
         let diag_shift = 1.0 / (2.0 * c);
         let q: Vec<f64> = (0..m)
             .map(|i| {
-                let row = &x[i * f..(i + 1) * f];
+                let row = row_of(i);
                 dot(row, row) + 1.0 + diag_shift
             })
             .collect();
@@ -134,7 +150,7 @@ impl LinearSvm {
             let mut s_idx = 0;
             while s_idx < n_active {
                 let i = active[s_idx];
-                let row = &x[i * f..(i + 1) * f];
+                let row = row_of(i);
                 let s = sign(i);
                 let margin = dot(&w, row) + b;
                 let g = s * margin - 1.0 + diag_shift * alpha[i];
@@ -200,12 +216,27 @@ impl LinearSvm {
         let f = self.weights.len();
         assert!(!labels.is_empty(), "no samples to test on");
         assert_eq!(x.len(), labels.len() * f, "samples and labels");
-        let hits = labels
+        let rows: Vec<usize> = (0..labels.len()).collect();
+        self.accuracy_rows(x, &rows, labels)
+    }
+
+    /// The fraction of the rows `rows` of the row-major samples `x` whose
+    /// predicted class is their label (`labels[i]` that of row `rows[i]`).
+    ///
+    /// # Panics
+    ///
+    /// If there are no rows, a row is out of range or there is not one
+    /// label per row.
+    pub fn accuracy_rows(&self, x: &[f64], rows: &[usize], labels: &[bool]) -> f64 {
+        let f = self.weights.len();
+        assert!(!rows.is_empty(), "no samples to test on");
+        assert_eq!(rows.len(), labels.len(), "one label per row");
+        let hits = rows
             .iter()
-            .enumerate()
-            .filter(|&(i, &l)| self.predict(&x[i * f..(i + 1) * f]) == l)
+            .zip(labels)
+            .filter(|&(&r, &l)| self.predict(&x[r * f..(r + 1) * f]) == l)
             .count();
-        hits as f64 / labels.len() as f64
+        hits as f64 / rows.len() as f64
     }
 }
 

@@ -34,7 +34,7 @@
 use hdf5_pure::{AttrValue, Group, GroupBuilder};
 
 use super::abstraction::{
-    CcgpSplit, NoiseProtocol, ccgp, min_distance_pairs, parallelism_max,
+    CcgpDraw, CcgpSplit, NoiseProtocol, min_distance_pairs, parallelism_max,
     parallelism_min_distance, shattering_dimensionality,
 };
 use super::alignment::{PlanePoint, input_alignment, target_alignment};
@@ -368,6 +368,10 @@ fn push_abstraction(s: &mut GeometrySeries, z: &[f64], row: usize) {
         seed: st.seed ^ (row as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
     };
 
+    // One draw of trials and splits per kind of split, shared by every
+    // dichotomy with as many pairs (all of them, when the dichotomies are
+    // balanced); drawn again only for a dichotomy with another count.
+    let mut draws: Vec<(CcgpSplit, CcgpDraw)> = Vec::new();
     for (labels, (pairs, _)) in s.dichotomies.iter().zip(&s.ccgp_pairs) {
         if !st.abstraction || pairs.is_empty() {
             s.parallelism_max.push(f64::NAN);
@@ -384,7 +388,16 @@ fn push_abstraction(s: &mut GeometrySeries, z: &[f64], row: usize) {
             (CcgpSplit::Pair, &mut s.ccgp_pair),
             (CcgpSplit::Half, &mut s.ccgp_half),
         ] {
-            out.push(ccgp(z, p, pairs, split, &noise, st.max_splits).accuracy);
+            let m = pairs.len();
+            let at = match draws.iter().position(|(k, d)| *k == split && d.pairs() == m) {
+                Some(at) => at,
+                None => {
+                    let draw = CcgpDraw::new(z, p, m, split, &noise, st.max_splits);
+                    draws.push((split, draw));
+                    draws.len() - 1
+                }
+            };
+            out.push(draws[at].1.generalisation(pairs).accuracy);
         }
     }
 

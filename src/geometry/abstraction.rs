@@ -318,7 +318,8 @@ impl Coding {
     fn improve_tabled(&self, table: &[f64], mut perm: Vec<usize>) -> Vec<usize> {
         let m = self.m;
         let mm = m * m;
-        let t = |a: usize, k: usize, b: usize, l: usize| table[((a * m + k) * m + b) * m + l];
+        let t =
+            |a: usize, k: usize, b: usize, l: usize| table[((a * m + k) * m + b) * m + l];
         let row = |b: usize, l: usize| &table[(b * m + l) * mm..(b * m + l + 1) * mm];
         let mut sums = vec![0.0; mm];
         let mut improved = true;
@@ -571,7 +572,8 @@ impl CcgpDraw {
                 side.extend([a, b]);
             }
             let (rows, y) = self.training.of(&labels, &train);
-            let svm = LinearSvm::fit_rows(&self.training.x, self.training.n, &rows, &y, C);
+            let svm =
+                LinearSvm::fit_rows(&self.training.x, self.training.n, &rows, &y, C);
             let (rows, y) = self.testing.of(&labels, &test);
             sum += svm.accuracy_rows(&self.testing.x, &rows, &y);
         }
@@ -885,6 +887,57 @@ mod tests {
                 &coding.result(coding.exhaustive_best(), true).pairs,
             );
             assert!((via_pairs - exact / 28.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn the_tabled_search_makes_the_swaps_of_the_search_by_dots() {
+        use rand::SeedableRng;
+        let labels: Vec<bool> = (0..24).map(|c| c % 2 == 1).collect();
+        for seed in 0..4 {
+            let z = gaussian(24 * 7, 60 + seed);
+            let coding = Coding::new(&z, 24, &labels);
+            let table = coding.table.as_deref().expect("m = 12 is tabled");
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            for _ in 0..8 {
+                let mut start: Vec<usize> = (0..12).collect();
+                start.shuffle(&mut rng);
+                let by_dots = coding.improve_by_dots(start.clone());
+                assert_eq!(coding.improve_tabled(table, start), by_dots);
+                // A local optimum: no single swap raises the total.
+                let best = coding.total(&by_dots);
+                for i in 0..12 {
+                    for j in i + 1..12 {
+                        let mut other = by_dots.clone();
+                        other.swap(i, j);
+                        assert!(coding.total(&other) <= best + 1e-9);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_draw_measures_each_dichotomy_as_a_draw_of_its_own() {
+        let z = cube_points(4, 4, 6, 9);
+        let noise = NoiseProtocol {
+            sigma: 1.5,
+            ..low_noise()
+        };
+        for split in [CcgpSplit::Pair, CcgpSplit::Half] {
+            let draw = CcgpDraw::new(&z, 16, 8, split, &noise, 12);
+            let mut accuracies = Vec::new();
+            for j in 0..4 {
+                let pairs = min_distance_pairs(&z, 16, &latent(4, j));
+                let shared = draw.generalisation(&pairs);
+                assert_eq!(shared, ccgp(&z, 16, &pairs, split, &noise, 12));
+                accuracies.push(shared.accuracy);
+            }
+            // The noise is heavy enough that the dichotomies differ.
+            assert!(
+                accuracies.iter().any(|&a| a != accuracies[0]),
+                "{accuracies:?}"
+            );
         }
     }
 

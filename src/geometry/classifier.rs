@@ -89,7 +89,13 @@ impl LinearSvm {
     ///
     /// If there are no rows, a row is out of range, there is not one label
     /// per row, or `c <= 0`.
-    pub fn fit_rows(x: &[f64], f: usize, rows: &[usize], labels: &[bool], c: f64) -> Self {
+    pub fn fit_rows(
+        x: &[f64],
+        f: usize,
+        rows: &[usize],
+        labels: &[bool],
+        c: f64,
+    ) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
@@ -107,12 +113,24 @@ impl LinearSvm {
     /// the same order, so the same bits, on wider vectors.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn fit_avx2(x: &[f64], f: usize, rows: &[usize], labels: &[bool], c: f64) -> Self {
+    unsafe fn fit_avx2(
+        x: &[f64],
+        f: usize,
+        rows: &[usize],
+        labels: &[bool],
+        c: f64,
+    ) -> Self {
         Self::fit_portable(x, f, rows, labels, c)
     }
 
     #[inline(always)]
-    fn fit_portable(x: &[f64], f: usize, rows: &[usize], labels: &[bool], c: f64) -> Self {
+    fn fit_portable(
+        x: &[f64],
+        f: usize,
+        rows: &[usize],
+        labels: &[bool],
+        c: f64,
+    ) -> Self {
         let m = rows.len();
         assert!(m > 0, "no samples to train on");
         assert_eq!(labels.len(), m, "one label per row");
@@ -824,12 +842,39 @@ mod tests {
         let labels: Vec<bool> = (0..m)
             .map(|i| x[i * f] + 0.3 * x[i * f + 1] > 0.0)
             .collect();
-        let portable = LinearSvm::fit_portable(&x, &labels, C);
+        let rows: Vec<usize> = (0..m).collect();
+        let portable = LinearSvm::fit_portable(&x, f, &rows, &labels, C);
         let dispatched = LinearSvm::fit(&x, &labels, C);
-        assert_eq!(portable.epochs, dispatched.epochs);
-        assert_eq!(portable.bias.to_bits(), dispatched.bias.to_bits());
-        let same = portable.weights.iter().zip(&dispatched.weights);
+        assert_same_bits(&portable, &dispatched);
+    }
+
+    fn assert_same_bits(a: &LinearSvm, b: &LinearSvm) {
+        assert_eq!(a.epochs, b.epochs);
+        assert_eq!(a.bias.to_bits(), b.bias.to_bits());
+        let same = a.weights.iter().zip(&b.weights);
         assert!(same.into_iter().all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn fitting_picked_rows_is_fitting_a_copy_of_them() {
+        let (m, f) = (90, 11);
+        let x = gaussian(m, f, 8);
+        let rows: Vec<usize> = (0..m).filter(|i| i % 3 != 1).rev().collect();
+        let labels: Vec<bool> = rows
+            .iter()
+            .map(|&r| x[r * f] - x[r * f + 2] > 0.1)
+            .collect();
+        let copy: Vec<f64> = rows
+            .iter()
+            .flat_map(|&r| x[r * f..(r + 1) * f].iter().copied())
+            .collect();
+        let picked = LinearSvm::fit_rows(&x, f, &rows, &labels, C);
+        let copied = LinearSvm::fit(&copy, &labels, C);
+        assert_same_bits(&picked, &copied);
+        assert_eq!(
+            picked.accuracy_rows(&x, &rows, &labels),
+            copied.accuracy(&copy, &labels)
+        );
     }
 
     #[test]

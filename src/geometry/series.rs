@@ -389,7 +389,10 @@ fn push_abstraction(s: &mut GeometrySeries, z: &[f64], row: usize) {
             (CcgpSplit::Half, &mut s.ccgp_half),
         ] {
             let m = pairs.len();
-            let at = match draws.iter().position(|(k, d)| *k == split && d.pairs() == m) {
+            let at = match draws
+                .iter()
+                .position(|(k, d)| *k == split && d.pairs() == m)
+            {
                 Some(at) => at,
                 None => {
                     let draw = CcgpDraw::new(z, p, m, split, &noise, st.max_splits);

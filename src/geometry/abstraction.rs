@@ -53,7 +53,7 @@ use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::assignment::hungarian;
-use super::classifier::{C, LinearSvm, SharedSamples};
+use super::classifier::{C, Gram, LinearSvm, SharedSamples, gram_matrix};
 use super::dichotomy::{balanced_dichotomies, classes, random_balanced_dichotomies};
 use crate::fastmath::dot;
 use crate::network::clear_upper_vector_state;
@@ -488,6 +488,9 @@ pub struct CcgpDraw {
     splits: Vec<Vec<usize>>,
     enumerated: bool,
     training: Trials,
+    /// The Gram matrix of every training trial, that each split's
+    /// classifier trains on a block of.
+    gram: Vec<f64>,
     testing: Trials,
 }
 
@@ -523,12 +526,14 @@ impl CcgpDraw {
         };
         let training = sampler.trials(noise.train_per_condition);
         let testing = sampler.trials(noise.test_per_condition);
+        let gram = gram_matrix(&training.x, p * noise.train_per_condition);
         CcgpDraw {
             m,
             p,
             splits,
             enumerated,
             training,
+            gram,
             testing,
         }
     }
@@ -572,8 +577,11 @@ impl CcgpDraw {
                 side.extend([a, b]);
             }
             let (rows, y) = self.training.of(&labels, &train);
-            let svm =
-                LinearSvm::fit_rows(&self.training.x, self.training.n, &rows, &y, C);
+            let samples = Gram {
+                x: &self.training.x,
+                k: &self.gram,
+            };
+            let svm = LinearSvm::fit_gram(samples, &rows, &y, C);
             let (rows, y) = self.testing.of(&labels, &test);
             sum += svm.accuracy_rows(&self.testing.x, &rows, &y);
         }

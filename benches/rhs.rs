@@ -102,32 +102,47 @@ fn tanh_kernel(c: &mut Criterion) {
 }
 
 fn sgd_step(c: &mut Criterion) {
-    let dims = Dims {
+    // The paper's single output, and the study's K = 5 (every latent bit
+    // a target), whose readout product is small but not free.
+    for outputs in [1, 5] {
+        let dims = Dims {
+            inputs: 100,
+            hidden: 128,
+            outputs,
+        };
+        let p = params(dims);
+        let x = random(100 * 64, "x");
+        let y: Vec<f64> = (0..64 * outputs).map(|i| (i % 2) as f64).collect();
+        let tag = if outputs == 1 {
+            String::new()
+        } else {
+            format!("_k{outputs}")
+        };
+        for act in [Activation::Tanh, Activation::Relu] {
+            let model = Model::new(act, Loss::Bce, &p, false);
+            let mut ws = Workspace::new(dims, 64);
+            let mut state = p.to_state(false);
+            let xv = MatRef::from_column_major_slice(&x, 100, 64);
+            let yv = MatRef::from_column_major_slice(&y, outputs, 64);
+            c.bench_function(&format!("sgd_step{tag}/{}", act.name()), |b| {
+                b.iter(|| model.sgd_step(&mut state, xv, yv, &mut ws, 1e-6))
+            });
+            let mut net = SingleNet::new(&model, 64);
+            let mut state32 = narrow(&state);
+            let (x32, y32) = (narrow(&x), narrow(&y));
+            let xv32 = MatRef::from_column_major_slice(&x32, 100, 64);
+            let yv32 = MatRef::from_column_major_slice(&y32, outputs, 64);
+            c.bench_function(&format!("sgd_step_f32{tag}/{}", act.name()), |b| {
+                b.iter(|| net.step(&mut state32, xv32, yv32, 1e-6))
+            });
+        }
+    }
+    let p = params(Dims {
         inputs: 100,
         hidden: 128,
         outputs: 1,
-    };
-    let p = params(dims);
+    });
     let x = random(100 * 64, "x");
-    let y: Vec<f64> = (0..64).map(|i| (i % 2) as f64).collect();
-    for act in [Activation::Tanh, Activation::Relu] {
-        let model = Model::new(act, Loss::Bce, &p, false);
-        let mut ws = Workspace::new(dims, 64);
-        let mut state = p.to_state(false);
-        let xv = MatRef::from_column_major_slice(&x, 100, 64);
-        let yv = MatRef::from_column_major_slice(&y, 1, 64);
-        c.bench_function(&format!("sgd_step/{}", act.name()), |b| {
-            b.iter(|| model.sgd_step(&mut state, xv, yv, &mut ws, 1e-6))
-        });
-        let mut net = SingleNet::new(&model, 64);
-        let mut state32 = narrow(&state);
-        let (x32, y32) = (narrow(&x), narrow(&y));
-        let xv32 = MatRef::from_column_major_slice(&x32, 100, 64);
-        let yv32 = MatRef::from_column_major_slice(&y32, 1, 64);
-        c.bench_function(&format!("sgd_step_f32/{}", act.name()), |b| {
-            b.iter(|| net.step(&mut state32, xv32, yv32, 1e-6))
-        });
-    }
     // The f32 step's floor: its larger product, `N x D` by `D x M`, in
     // f32 (the step has two of that size).
     let w32 = Mat::<f32>::from_fn(128, 100, |i, j| p.w[i * 100 + j] as f32);

@@ -91,7 +91,7 @@ pub fn train(
 
     let training = (samples.inputs_view(), samples.targets_view());
     let mut recorder = Recorder::new(model, init, conditions, training);
-    let mut stepper = Stepper::new(model, batch, settings.precision);
+    let mut stepper = Stepper::new(model, samples, batch, settings.precision);
     let mut state = init.to_state(model.trains_readout());
     stepper.load(&state);
     let mut order: Vec<usize> = (0..n).collect();
@@ -129,7 +129,7 @@ pub fn train(
             // The next batch of this epoch starts loading from memory
             // while this step computes.
             let next = &order[(lo + batch).min(n)..(lo + 2 * batch).min(n)];
-            prefetch_samples(samples, next);
+            stepper.prefetch(samples, next);
             stepper.step(model, &mut state, samples, cols, eta);
             step += 1;
         }
@@ -159,13 +159,17 @@ enum Stepper {
     Single {
         net: single::SingleNet,
         state: Vec<f32>,
+        /// The training samples in `f32`, converted once: a batch is
+        /// gathered from half the bytes, without converting.
+        inputs: Vec<f32>,
+        targets: Vec<f32>,
         xs: Vec<f32>,
         ys: Vec<f32>,
     },
 }
 
 impl Stepper {
-    fn new(model: &Model, batch: usize, precision: Precision) -> Self {
+    fn new(model: &Model, samples: &Samples, batch: usize, precision: Precision) -> Self {
         let Dims {
             inputs: d,
             outputs: k,
@@ -180,6 +184,8 @@ impl Stepper {
             Precision::Single => Stepper::Single {
                 net: single::SingleNet::new(model, batch),
                 state: vec![0.0; model.state_len()],
+                inputs: single::narrow(&samples.inputs),
+                targets: single::narrow(&samples.targets),
                 xs: vec![0.0; batch * d],
                 ys: vec![0.0; batch * k],
             },
@@ -215,32 +221,49 @@ impl Stepper {
         let m = cols.len();
         match self {
             Stepper::Double { ws, xs, ys } => {
-                gather(samples, cols, xs, ys, |v| v);
+                gather((&samples.inputs, &samples.targets), (d, k), cols, xs, ys);
                 let x = MatRef::from_column_major_slice(&xs[..m * d], d, m);
                 let y = MatRef::from_column_major_slice(&ys[..m * k], k, m);
                 model.sgd_step(state, x, y, ws, eta);
             }
-            Stepper::Single { net, state, xs, ys } => {
-                gather(samples, cols, xs, ys, |v| v as f32);
+            Stepper::Single {
+                net,
+                state,
+                inputs,
+                targets,
+                xs,
+                ys,
+            } => {
+                gather((inputs, targets), (d, k), cols, xs, ys);
                 let x = MatRef::from_column_major_slice(&xs[..m * d], d, m);
                 let y = MatRef::from_column_major_slice(&ys[..m * k], k, m);
                 net.step(state, x, y, eta as f32);
             }
         }
     }
+
+    /// Asks the processor to start loading the inputs of the samples
+    /// `cols`, in the precision this stepper gathers them from, into its
+    /// second-level cache. The batch's gather reads its rows from all over
+    /// a training set of megabytes, one memory latency per row when
+    /// nothing is cached: about 11 us of a 90 us step at the study's size.
+    fn prefetch(&self, samples: &Samples, cols: &[usize]) {
+        match self {
+            Stepper::Double { .. } => prefetch_rows(&samples.inputs, samples.dim, cols),
+            Stepper::Single { inputs, .. } => prefetch_rows(inputs, samples.dim, cols),
+        }
+    }
 }
 
-/// Asks the processor to start loading the inputs of the samples `cols`
-/// into its second-level cache. The batch's gather reads its rows from all
-/// over a training set of megabytes, one memory latency per row when
-/// nothing is cached: about 11 us of a 90 us step at the study's size.
-fn prefetch_samples(samples: &Samples, cols: &[usize]) {
+/// Prefetches the rows `cols` of the row-major `inputs` of `d` columns
+/// into the second-level cache, one hint per cache line.
+fn prefetch_rows<T>(inputs: &[T], d: usize, cols: &[usize]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        let d = samples.dim;
+        let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
         for &i in cols {
-            for line in samples.inputs[i * d..(i + 1) * d].chunks(8) {
+            for line in inputs[i * d..(i + 1) * d].chunks(per_line) {
                 // SAFETY: SSE is part of the x86-64 baseline, and a
                 // prefetch only hints at an address inside a live slice;
                 // it never faults or changes memory.
@@ -249,26 +272,21 @@ fn prefetch_samples(samples: &Samples, cols: &[usize]) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (samples, cols);
+    let _ = (inputs, d, cols);
 }
 
-/// Copies the samples `cols` one after another into `xs` and `ys`,
-/// converted by `to`.
+/// Copies the samples `cols` of the row-major `inputs` and `targets`
+/// (`d` and `k` columns) one after another into `xs` and `ys`.
 fn gather<T: Copy>(
-    samples: &Samples,
+    (inputs, targets): (&[T], &[T]),
+    (d, k): (usize, usize),
     cols: &[usize],
     xs: &mut [T],
     ys: &mut [T],
-    to: impl Fn(f64) -> T,
 ) {
-    let (d, k) = (samples.dim, samples.outputs);
     let slots = xs.chunks_exact_mut(d).zip(ys.chunks_exact_mut(k));
     for ((xd, yd), &i) in slots.zip(cols) {
-        let (x, y) = (
-            &samples.inputs[i * d..(i + 1) * d],
-            &samples.targets[i * k..(i + 1) * k],
-        );
-        xd.iter_mut().zip(x).for_each(|(a, &b)| *a = to(b));
-        yd.iter_mut().zip(y).for_each(|(a, &b)| *a = to(b));
+        xd.copy_from_slice(&inputs[i * d..(i + 1) * d]);
+        yd.copy_from_slice(&targets[i * k..(i + 1) * k]);
     }
 }

@@ -53,7 +53,9 @@ use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::assignment::hungarian;
-use super::classifier::{C, Gram, LinearSvm, SharedSamples, gram_matrix};
+use super::classifier::{
+    C, Gram, LinearSvm, SharedSamples, accuracy_of, decisions, gram_matrix,
+};
 use super::dichotomy::{balanced_dichotomies, classes, random_balanced_dichotomies};
 use crate::fastmath::dot;
 use crate::network::clear_upper_vector_state;
@@ -563,7 +565,12 @@ impl CcgpDraw {
             );
             labels[b] = true;
         }
-        let mut sum = 0.0;
+        let samples = Gram {
+            x: &self.training.x,
+            k: &self.gram,
+        };
+        let mut classifiers = Vec::with_capacity(self.splits.len());
+        let mut tests = Vec::with_capacity(self.splits.len());
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for set in &self.splits {
             train.clear();
@@ -577,14 +584,17 @@ impl CcgpDraw {
                 side.extend([a, b]);
             }
             let (rows, y) = self.training.of(&labels, &train);
-            let samples = Gram {
-                x: &self.training.x,
-                k: &self.gram,
-            };
-            let svm = LinearSvm::fit_gram(samples, &rows, &y, C);
-            let (rows, y) = self.testing.of(&labels, &test);
-            sum += svm.accuracy_rows(&self.testing.x, &rows, &y);
+            classifiers.push(LinearSvm::fit_gram(samples, &rows, &y, C));
+            tests.push(self.testing.of(&labels, &test));
         }
+        // Every split's classifier on every test trial, in one product.
+        let all = self.testing.x.len() / self.testing.n.max(1);
+        let values = decisions(&classifiers, &self.testing.x, all);
+        let sum: f64 = tests
+            .iter()
+            .zip(values.chunks_exact(all.max(1)))
+            .map(|((rows, y), column)| accuracy_of(column, rows, y))
+            .sum();
         Generalisation {
             accuracy: sum / self.splits.len() as f64,
             splits: self.splits.len(),
@@ -633,13 +643,18 @@ pub fn shattering_dimensionality(
     let testing = sampler.trials(noise.test_per_condition);
     let shared = SharedSamples::new(&training.x, p * noise.train_per_condition, C);
     let all: Vec<usize> = (0..p).collect();
+    let classifiers: Vec<LinearSvm> = dichotomies
+        .iter()
+        .map(|labels| shared.fit(&training.labels(labels)))
+        .collect();
+    let trials = p * noise.test_per_condition;
+    let values = decisions(&classifiers, &testing.x, trials);
     let accuracies: Vec<f64> = dichotomies
         .iter()
-        .map(|labels| {
+        .zip(values.chunks_exact(trials))
+        .map(|(labels, column)| {
             let (rows, y) = testing.of(labels, &all);
-            shared
-                .fit(&training.labels(labels))
-                .accuracy_rows(&testing.x, &rows, &y)
+            accuracy_of(column, &rows, &y)
         })
         .collect();
     Shattering {

@@ -13,8 +13,8 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::sliding::{augmented_gram, cholesky};
-use crate::fastmath::dot as fast_dot;
 use crate::activation::Kink;
+use crate::fastmath::dot as fast_dot;
 use crate::flow::integrator::VectorField;
 use crate::network::{Model, Workspace};
 

@@ -167,6 +167,16 @@ pub(crate) fn commit(fb: FileBuilder, path: &Path) -> Result<(), OutputError> {
     })
 }
 
+/// The saved times (rows of `t`) whose weights a file with
+/// `output.ends_only` keeps: the first and the last.
+pub fn ends_of(t: usize) -> Vec<usize> {
+    match t {
+        0 => vec![],
+        1 => vec![0],
+        _ => vec![0, t - 1],
+    }
+}
+
 /// `<path>.partial`, where a file is written before it is moved into place.
 pub fn partial_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -379,15 +389,23 @@ fn trajectory_group(
     g.create_dataset("accuracy").with_f64_data(&tr.accuracy);
 
     // With `ends_only`, the weights are kept at the first and last saved
-    // times, and `weights_t` says which.
+    // times, and `weights_t` says which. A trajectory may hold those rows
+    // only already (thinned after its geometry, or read back).
+    let held = tr.weight_rows();
     let rows: Vec<usize> = if storage.ends_only && t > 2 {
-        vec![0, t as usize - 1]
+        ends_of(t as usize)
     } else {
-        (0..t as usize).collect()
+        held.clone()
     };
     let pick = |all: &[f64], per: usize| -> Vec<f64> {
         rows.iter()
-            .flat_map(|&r| all[r * per..(r + 1) * per].iter().copied())
+            .flat_map(|&r| {
+                let at = held
+                    .iter()
+                    .position(|&h| h == r)
+                    .expect("the weights hold every row written");
+                all[at * per..(at + 1) * per].iter().copied()
+            })
             .collect()
     };
     let rt = rows.len() as u64;

@@ -175,7 +175,7 @@ pub(crate) fn run_one(
         });
         report(&spec.name, "flow", &tr);
         result.flow_geometry = measure_geometry(plan, spec, &tr);
-        result.flow = Some(tr);
+        result.flow = Some(thinned(plan, tr));
         bar.inc(1);
     }
     if let (Some(sp), Some(samples)) = (&plan.sgd, &samples) {
@@ -193,10 +193,19 @@ pub(crate) fn run_one(
         });
         report(&spec.name, "sgd", &tr);
         result.sgd_geometry = measure_geometry(plan, spec, &tr);
-        result.sgd = Some(tr);
+        result.sgd = Some(thinned(plan, tr));
         bar.inc(1);
     }
     result
+}
+
+/// `tr` with only the weights its file will hold, when the plan writes
+/// the ends only: the rest would wait in memory for the whole study.
+fn thinned(plan: &Plan, mut tr: Trajectory) -> Trajectory {
+    if plan.scenario.output.ends_only && tr.len() > 2 {
+        tr.keep_weights_at(&crate::output::ends_of(tr.len()));
+    }
+    tr
 }
 
 /// The plan's geometry of one trajectory; `None` when the plan has no

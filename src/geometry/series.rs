@@ -190,14 +190,19 @@ pub fn measured_rows(len: usize, every: usize) -> Vec<usize> {
 ///
 /// # Panics
 ///
-/// If the trajectory's arrays do not fit the model and the task, or a
-/// sample count in `settings` is zero.
+/// If the trajectory's arrays do not fit the model and the task, its
+/// weights were thinned ([`Trajectory::keep_weights_at`]), or a sample
+/// count in `settings` is zero.
 pub fn measure(
     task: &Task,
     model: &Model,
     tr: &Trajectory,
     settings: &GeometrySettings,
 ) -> GeometrySeries {
+    assert!(
+        tr.weight_rows.is_empty(),
+        "the geometry needs the weights at every saved time, not thinned ones"
+    );
     let p = task.conditions();
     let n = model.dims.hidden;
     let rows = measured_rows(tr.len(), settings.every);

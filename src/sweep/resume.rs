@@ -11,9 +11,10 @@
 //! series is read back too, so it is neither measured again nor lost.
 //!
 //! With `output.ends_only`, the file holds the weights at the first and
-//! last saved times only (`weights_t`). They are read back into rows 0
-//! and T - 1 of a `[T, ...]` array whose other rows are NaN; the writer
-//! stores only those two rows again, so the NaN rows never reach a file.
+//! last saved times only (`weights_t`). They are read back as a
+//! trajectory whose weights hold those rows only
+//! ([`Trajectory::weight_rows`]), as a run's are once its geometry is
+//! measured, and the writer stores them again as they are.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -141,13 +142,12 @@ fn read_trajectory(g: &Group) -> Result<Trajectory, hdf5_pure::Error> {
 
     let t = f64s("t")?;
     let weights_t = f64s("weights_t")?;
-    let rows = |all: Vec<f64>| expand_rows(all, &weights_t, &t);
     let mut tr = Trajectory {
         step: i64s("step")?.into_iter().map(|s| s as u64).collect(),
-        w: rows(f64s("W")?),
-        b: rows(f64s("b")?),
-        j: rows(f64s("J")?),
-        b_out: rows(f64s("b_out")?),
+        w: f64s("W")?,
+        b: f64s("b")?,
+        j: f64s("J")?,
+        b_out: f64s("b_out")?,
         loss: f64s("loss")?,
         train_loss: f64s("train_loss")?,
         accuracy: f64s("accuracy")?,
@@ -156,6 +156,9 @@ fn read_trajectory(g: &Group) -> Result<Trajectory, hdf5_pure::Error> {
         outcome: outcome(&attrs),
         ..Trajectory::default()
     };
+    if weights_t.len() != t.len() {
+        tr.weight_rows = weight_rows(&weights_t, &t);
+    }
     tr.t = t;
     if g.groups()?.iter().any(|n| n == "events") {
         tr.events = read_events(&g.group("events")?)?;
@@ -163,21 +166,12 @@ fn read_trajectory(g: &Group) -> Result<Trajectory, hdf5_pure::Error> {
     Ok(tr)
 }
 
-/// The stored rows (at `weights_t`) placed at their rows of `t`, the rest
-/// NaN; the array itself when every row is stored.
-fn expand_rows(stored: Vec<f64>, weights_t: &[f64], t: &[f64]) -> Vec<f64> {
-    if stored.is_empty() || weights_t.len() == t.len() {
-        return stored;
-    }
-    let per = stored.len() / weights_t.len().max(1);
-    let mut all = vec![f64::NAN; per * t.len()];
-    for (r, wt) in weights_t.iter().enumerate() {
-        if let Some(row) = t.iter().rposition(|x| x.to_bits() == wt.to_bits()) {
-            all[row * per..(row + 1) * per]
-                .copy_from_slice(&stored[r * per..(r + 1) * per]);
-        }
-    }
-    all
+/// The rows of `t` at the times `weights_t` (the last match of each).
+fn weight_rows(weights_t: &[f64], t: &[f64]) -> Vec<usize> {
+    weights_t
+        .iter()
+        .filter_map(|wt| t.iter().rposition(|x| x.to_bits() == wt.to_bits()))
+        .collect()
 }
 
 fn outcome(attrs: &HashMap<String, AttrValue>) -> Option<Outcome> {

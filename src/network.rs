@@ -340,6 +340,29 @@ impl Model {
         loss
     }
 
+    /// The summed loss over the `M` columns of `x` (`D x M`) and `y`
+    /// (`K x M`), added up column by column in order; the forward pass
+    /// only (no error signals). Summed over consecutive blocks of columns
+    /// in order, it is the sum over all of them, bit for bit, on a
+    /// workspace of the block's size.
+    pub fn loss_sum(
+        &self,
+        state: &[f64],
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        ws: &mut Workspace,
+        mut sum: f64,
+    ) -> f64 {
+        let k = self.dims.outputs;
+        self.forward(state, x, ws);
+        for col in 0..x.ncols() {
+            for o in 0..k {
+                sum += self.loss.value(ws.z[col * k + o], y[(o, col)]);
+            }
+        }
+        sum
+    }
+
     /// The forward pass and the mean loss, with the error signals
     /// `e = dl/dz` in the workspace.
     fn mean_loss(

@@ -212,6 +212,12 @@ impl Trajectory {
     }
 }
 
+/// The training samples [`Recorder::record`] evaluates at a time: the
+/// pre-activations and responses of a block stay in the second-level
+/// cache (5000 samples at once were 10 MB of them, written and read back
+/// from memory at every saved time of an SGD run).
+const TRAINING_BLOCK: usize = 256;
+
 /// Records snapshots of a state into a [`Trajectory`].
 pub struct Recorder<'a> {
     model: &'a Model,
@@ -240,7 +246,7 @@ impl<'a> Recorder<'a> {
             conditions,
             training,
             ws_conditions: Workspace::new(dims, conditions.0.ncols()),
-            ws_training: Workspace::new(dims, training.0.ncols()),
+            ws_training: Workspace::new(dims, training.0.ncols().min(TRAINING_BLOCK)),
             trajectory: Trajectory::default(),
         }
     }
@@ -260,7 +266,14 @@ impl<'a> Recorder<'a> {
         let train_loss = if xt.ncols() == p && std::ptr::eq(xt.as_ptr(), x.as_ptr()) {
             loss
         } else {
-            model.loss_grad(state, xt, yt, &mut self.ws_training, None)
+            let m = xt.ncols();
+            let mut sum = 0.0;
+            for at in (0..m).step_by(TRAINING_BLOCK) {
+                let cols = TRAINING_BLOCK.min(m - at);
+                let (xb, yb) = (xt.subcols(at, cols), yt.subcols(at, cols));
+                sum = model.loss_sum(state, xb, yb, &mut self.ws_training, sum);
+            }
+            sum * (1.0 / m as f64)
         };
 
         self.params.set_state(state, model.trains_readout());

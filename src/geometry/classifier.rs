@@ -1197,10 +1197,18 @@ crate::simd_fn! {
         let (mut g, mut h) = ([0.0; L], [0.0; L]);
         let mut i = 0;
         while i + L <= n {
+            // The lanes' weights first, then each sum in a loop of its
+            // own: with both sums in one loop the compiler paired them in
+            // two-lane registers instead of filling eight-lane ones.
+            let (mut wc, mut at) = ([0.0; L], [0.0; L]);
             for l in 0..L {
-                let (dg, dh) = margin_term(a[i + l], rate[i + l], t, w);
-                g[l] += dg;
-                h[l] += dh;
+                (wc[l], at[l]) = margin_weight(a[i + l], rate[i + l], t, w);
+            }
+            for l in 0..L {
+                g[l] += -(wc[l] * at[l]);
+            }
+            for l in 0..L {
+                h[l] += wc[l] * rate[i + l];
             }
             i += L;
         }
@@ -1214,13 +1222,24 @@ crate::simd_fn! {
     }
 }
 
-/// One sample's terms of [`margin_slope`].
+/// One sample's terms of [`margin_slope`], without branches (the
+/// conditions combined with `&` and `|`, not their short-circuit forms,
+/// so that the eight lanes compile to vector compares and selects; with
+/// the short-circuit forms the compiler split them into two-lane code
+/// with spills, some 20 cycles a sample).
 #[inline(always)]
 fn margin_term(a: f64, c: f64, t: f64, w: f64) -> (f64, f64) {
-    let at = a - t * c;
-    let inside = at > 0.0 || (at == 0.0 && c < 0.0);
-    let wc = if inside { w * c } else { 0.0 };
+    let (wc, at) = margin_weight(a, c, t, w);
     (-(wc * at), wc * c)
+}
+
+/// `(w c, a - t c)` for a sample inside the margin just after `t`, and
+/// `(0, a - t c)` for one outside.
+#[inline(always)]
+fn margin_weight(a: f64, c: f64, t: f64, w: f64) -> (f64, f64) {
+    let at = a - t * c;
+    let inside = (at > 0.0) | ((at == 0.0) & (c < 0.0));
+    (if inside { w * c } else { 0.0 }, at)
 }
 
 /// Newton iterations [`line_minimum`] tries before it sweeps.

@@ -110,48 +110,37 @@ impl LinearSvm {
             {
                 // SAFETY: the features the function is compiled for were
                 // just detected on this processor.
-                return unsafe { Self::fit_avx2(x, f, rows, labels, c) };
+                return unsafe { Self::fit_avx2(RowSamples { x, f, rows }, labels, c) };
             }
         }
-        Self::fit_features::<PortableDot>(x, f, rows, labels, c)
+        Self::fit_features::<PortableDot>(RowSamples { x, f, rows }, labels, c)
     }
 
     /// [`LinearSvm::fit_rows`] compiled for AVX2: the same operations in
     /// the same order, so the same bits, on wider vectors.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn fit_avx2(
-        x: &[f64],
-        f: usize,
-        rows: &[usize],
-        labels: &[bool],
-        c: f64,
-    ) -> Self {
-        Self::fit_features::<Avx2Dot>(x, f, rows, labels, c)
+    unsafe fn fit_avx2(samples: RowSamples<'_>, labels: &[bool], c: f64) -> Self {
+        Self::fit_features::<Avx2Dot>(samples, labels, c)
     }
 
     /// The descent with the weights kept and each margin a dot product,
     /// taken by `D`.
     #[inline(always)]
     fn fit_features<D: ChainDot>(
-        x: &[f64],
-        f: usize,
-        rows: &[usize],
+        samples: RowSamples<'_>,
         labels: &[bool],
         c: f64,
     ) -> Self {
-        let row_of = |i: usize| &x[rows[i] * f..(rows[i] + 1) * f];
-        let sq_norms: Vec<f64> = (0..rows.len())
+        let sq_norms: Vec<f64> = (0..samples.rows.len())
             .map(|i| {
-                let row = row_of(i);
+                let row = samples.row(i);
                 dot(row, row) + 1.0
             })
             .collect();
         let mut margins = FeatureMargins::<D> {
-            x,
-            f,
-            rows,
-            w: vec![0.0; f],
+            samples,
+            w: vec![0.0; samples.f],
             b: 0.0,
             dot: std::marker::PhantomData,
         };
@@ -409,15 +398,22 @@ trait Margins {
 
 /// The weights themselves: a margin is a dot product with a sample.
 struct FeatureMargins<'a, D> {
-    x: &'a [f64],
-    f: usize,
-    rows: &'a [usize],
+    samples: RowSamples<'a>,
     w: Vec<f64>,
     b: f64,
     dot: std::marker::PhantomData<D>,
 }
 
-impl<D> FeatureMargins<'_, D> {
+/// The rows `rows` of the row-major samples `x` of `f` features.
+#[derive(Clone, Copy)]
+struct RowSamples<'a> {
+    x: &'a [f64],
+    f: usize,
+    rows: &'a [usize],
+}
+
+impl RowSamples<'_> {
+    /// The `i`-th picked row.
     #[inline(always)]
     fn row(&self, i: usize) -> &[f64] {
         let r = self.rows[i];
@@ -430,13 +426,12 @@ impl<D: ChainDot> Margins for FeatureMargins<'_, D> {
     fn margin(&self, i: usize) -> f64 {
         // SAFETY: `D` is the portable product, or was picked by the
         // dispatch in `fit_rows` after detecting its instructions.
-        (unsafe { D::dot(&self.w, self.row(i)) }) + self.b
+        (unsafe { D::dot(&self.w, self.samples.row(i)) }) + self.b
     }
 
     #[inline(always)]
     fn add(&mut self, i: usize, step: f64) {
-        let r = self.rows[i];
-        let row = &self.x[r * self.f..(r + 1) * self.f];
+        let row = self.samples.row(i);
         self.w
             .iter_mut()
             .zip(row)
@@ -1265,7 +1260,12 @@ mod tests {
             .map(|i| x[i * f] + 0.3 * x[i * f + 1] > 0.0)
             .collect();
         let rows: Vec<usize> = (0..m).collect();
-        let portable = LinearSvm::fit_features::<PortableDot>(&x, f, &rows, &labels, C);
+        let samples = RowSamples {
+            x: &x,
+            f,
+            rows: &rows,
+        };
+        let portable = LinearSvm::fit_features::<PortableDot>(samples, &labels, C);
         let dispatched = LinearSvm::fit(&x, &labels, C);
         assert_same_bits(&portable, &dispatched);
     }

@@ -673,3 +673,56 @@ fn the_fig1_flow_with_frozen_biases_agrees_with_extrapolated_gradient_descent() 
     let flow = check_against_gd(&task, &init, &model, 5.0, 0.002, 1e-4);
     assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
 }
+
+/// A network of the study's alignment sweeps as the CLI builds it: the
+/// cube with `d` bits and `k` targets at `c = c_fraction c_max`, `D =
+/// 100`, 128 ReLU units, network seed `seed`.
+pub(super) fn study_net(
+    d: usize,
+    k: usize,
+    c_fraction: f64,
+    seed: u64,
+) -> (Task, Params, Model) {
+    let text = format!(
+        "[task]\nkind = \"cube\"\nd = {d}\nk = {k}\nc_fraction = {c_fraction}\n\
+         [network]\nactivations = [\"relu\"]\n[seeds]\nnetworks = [{seed}]\n"
+    );
+    let src = Source {
+        file: "study.toml".into(),
+        text,
+    };
+    let plan = Plan::build(Scenario::parse(&src).unwrap(), src).unwrap();
+    let run = plan.runs.into_iter().next().unwrap();
+    (plan.task, run.init, run.model)
+}
+
+#[test]
+fn study_nets_whose_pairs_leave_their_kinks_at_rest_flow_on() {
+    // Each of these stopped in a Zeno cascade, at the time given: a pair
+    // released from sliding sits on its kink with (nearly) zero velocity,
+    // which then turns within the step; the exit was placed at the step's
+    // start, or the box programme put a barely sliding point on a bound,
+    // and the same state was decided the same way a thousand times.
+    for (d, k, c, seed, stopped) in [
+        (3, 1, 0.9091, 3, 8.46),
+        (3, 3, 0.1818, 3, 14.8),
+        (3, 3, 0.0909, 9, 5.49),
+    ] {
+        let (task, init, model) = study_net(d, k, c, seed);
+        let (x, y) = (task.inputs_view(), task.targets_view());
+        let mut s = settings(1e-8, 1e-10, log_spaced_times(20.0, 10, 3.0));
+        s.solver = Solver::Dopri5;
+        s.reduced = true;
+        let data = FlowData {
+            training: (x, y),
+            conditions: (x, y),
+        };
+        let tr = crate::flow::integrate(&model, &init, data, &s, &AtomicBool::new(false));
+        let what = format!(
+            "d = {d}, k = {k}, c = {c} c_max, seed {seed} (stopped at {stopped})"
+        );
+        let outcome = tr.outcome.as_ref().unwrap();
+        assert_eq!(outcome.reason, StopReason::Completed, "{what}");
+        assert_loss_never_rises(&tr, &what);
+    }
+}

@@ -45,6 +45,7 @@ fn settings(solver: Solver, max_steps: u64, reduced: bool) -> FlowSettings {
         save_times: vec![0.0, 1.0, 10.0, 100.0, 1000.0],
         reduced,
         plain_kinks: false,
+        preactivations: false,
     }
 }
 

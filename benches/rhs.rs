@@ -201,6 +201,7 @@ fn tanh_flow(c: &mut Criterion) {
             save_times: repflow::trajectory::log_spaced_times(1000.0, 60, 4.0),
             reduced,
             plain_kinks: false,
+            preactivations: false,
         };
         group.bench_function(name, |b| {
             b.iter(|| repflow::flow::integrate(model, p, data, &settings, &stop))

@@ -310,6 +310,12 @@ fn run_group(
             AttrValue::I64(i64::from(tr.reduced_rank > 0)),
         );
         f.set_attr("reduced_rank", AttrValue::I64(tr.reduced_rank as i64));
+        let coordinates = if tr.preactivations {
+            "preactivations"
+        } else {
+            "weights"
+        };
+        f.set_attr("coordinates", AttrValue::String(coordinates.into()));
         let data = if fp.on_samples {
             "samples"
         } else {

@@ -161,6 +161,7 @@ impl Plan {
                 save_times: save_times.clone(),
                 reduced: f.reduced,
                 plain_kinks: f.kinks == "plain",
+                preactivations: f.coordinates == "preactivations",
             },
             on_samples: f.data == "samples",
         });

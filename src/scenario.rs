@@ -259,6 +259,10 @@ pub struct FlowSection {
     /// sliding) or `plain` (the solver steps over the kinks, bounded by
     /// `max_steps`; for comparison only).
     pub kinks: String,
+    /// Piecewise-linear flows on the conditions: `preactivations` (the
+    /// flow of `U = W X + b`, events on the continuous extension) or
+    /// `weights` (the flow of `W` and `b`, events landed on).
+    pub coordinates: String,
 }
 
 impl Default for FlowSection {
@@ -275,6 +279,7 @@ impl Default for FlowSection {
             data: "conditions".into(),
             max_steps: 100_000,
             kinks: "events".into(),
+            coordinates: "preactivations".into(),
             reduced: true,
         }
     }
@@ -596,6 +601,12 @@ impl Scenario {
         check.positive("flow", "decades", f.decades)?;
         check.one_of("flow", "data", &f.data, &["conditions", "samples"])?;
         check.one_of("flow", "kinks", &f.kinks, &["events", "plain"])?;
+        check.one_of(
+            "flow",
+            "coordinates",
+            &f.coordinates,
+            &["preactivations", "weights"],
+        )?;
         check.at_least("flow", "max_steps", f.max_steps as usize, 1, "1")?;
         if let Some(times) = &f.times {
             let ok = times.len() >= 2

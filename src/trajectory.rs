@@ -153,6 +153,9 @@ pub struct Trajectory {
     /// The rank of the reduced coordinates the flow ran in; 0 when it
     /// ran in the full weight space.
     pub reduced_rank: usize,
+    /// Whether the flow ran in pre-activation coordinates (see
+    /// [`crate::flow::piecewise`]).
+    pub preactivations: bool,
     /// The saved times, as rows of `t`, that `w`, `b`, `j` and `b_out`
     /// hold, in order, once [`Trajectory::keep_weights_at`] has thinned
     /// them; empty while they hold every saved time.

@@ -34,6 +34,7 @@ fn flow_at(plan: &Plan, times: Vec<f64>, rtol: f64, atol: f64) -> Trajectory {
         save_times: times,
         reduced: false,
         plain_kinks: false,
+        preactivations: false,
     };
     let data = FlowData {
         training: c,
@@ -193,6 +194,7 @@ fn a_plain_relu_flow_ends_on_its_step_budget_with_a_clear_reason() {
         save_times: vec![0.0, 1000.0],
         reduced: false,
         plain_kinks: true,
+        preactivations: false,
     };
     let data = FlowData {
         training: c,
@@ -236,6 +238,7 @@ fn reduced_coordinates_reproduce_the_full_flow() {
             save_times: vec![0.0, 1.0, 10.0, 100.0],
             reduced: false,
             plain_kinks: false,
+            preactivations: false,
         };
         let stop = AtomicBool::new(false);
         let full = flow::integrate(&run.model, &run.init, data, &settings, &stop);

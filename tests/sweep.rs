@@ -137,7 +137,7 @@ fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
                 [network]\nhidden = 16\nactivations = [\"tanh\"]\n\
                 [flow]\nt_end = 20.0\nsaves = 8\n[sgd]\nsamples = 128\nbatch = 16\n\
                 [seeds]\nnetworks = [0, 1]\n\
-                [sweep]\n\"sgd.epochs\" = [4, 10000]\n\"task.c_fraction\" = [0.5, 1.0]\n";
+                [sweep]\n\"sgd.epochs\" = [4, 50000]\n\"task.c_fraction\" = [0.5, 1.0]\n";
     let s = scenario(dir.path(), "long.toml", text);
     let (out, clean) = (dir.path().join("long.h5"), dir.path().join("clean.h5"));
     let args = [
@@ -185,6 +185,18 @@ fn an_interrupted_sweep_resumes_to_the_same_datasets_as_a_clean_run() {
         Some(seconds),
         "a finished run is kept"
     );
+    // A kept run's attributes come back as written, timings aside.
+    let clean_file = File::open(&clean).unwrap();
+    for part in ["flow", "sgd"] {
+        let group = format!("points/p0000/runs/tanh-s1/{part}");
+        let (mut a, mut b) = (attrs(&file, &group), attrs(&clean_file, &group));
+        for timing in ["seconds"] {
+            a.remove(timing);
+            b.remove(timing);
+        }
+        assert_eq!(a, b, "{group}");
+    }
+    drop(clean_file);
     let (resumed, clean) = (datasets(&out), datasets(&clean));
     assert_eq!(
         resumed.keys().collect::<Vec<_>>(),

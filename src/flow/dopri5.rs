@@ -123,6 +123,121 @@ impl Step<'_> {
         let theta = ((t - self.t_old) / h).clamp(0.0, 1.0);
         dense(self.k, self.y_old, self.y, h, theta, out);
     }
+
+    /// The time a fraction `theta` of the way through the step.
+    pub fn time_at(&self, theta: f64) -> f64 {
+        if theta >= 1.0 {
+            self.t
+        } else {
+            self.t_old + theta * (self.t - self.t_old)
+        }
+    }
+
+    /// The continuous extension of component `i` over the step.
+    pub fn curve(&self, i: usize) -> DenseCurve {
+        let h = self.t - self.t_old;
+        let k = |s: usize| self.k[s][i];
+        let (y0, y1) = (self.y_old[i], self.y[i]);
+        let diff = y1 - y0;
+        let bspl = h * k(0) - diff;
+        let r4 = diff - h * k(6) - bspl;
+        let r5 =
+            h * (D1 * k(0) + D3 * k(2) + D4 * k(3) + D5 * k(4) + D6 * k(5) + D7 * k(6));
+        DenseCurve {
+            c: [y0, diff, bspl, r4, r5],
+        }
+    }
+
+    /// For each of the first `lo.len()` components, the smallest and
+    /// largest of the Bernstein coefficients of its continuous extension
+    /// ([`DenseCurve::bernstein`]): bounds of the component over the
+    /// step, found for all of them in one vectorised pass.
+    pub fn ranges(&self, lo: &mut [f64], hi: &mut [f64]) {
+        let h = self.t - self.t_old;
+        bernstein_ranges(self.k, self.y_old, self.y, h, lo, hi);
+    }
+}
+
+/// One component's continuous extension over a step, `y(theta) = y0 +
+/// theta (d + (1 - theta) (b + theta (r4 + (1 - theta) r5)))` on `theta`
+/// in `[0, 1]`: the cubic Hermite interpolant of the step's ends and
+/// slopes plus the fourth-order bubble `theta^2 (1 - theta)^2 r5`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseCurve {
+    /// `[y0, d, b, r4, r5]`.
+    pub c: [f64; 5],
+}
+
+impl DenseCurve {
+    /// The value at `theta`.
+    pub fn at(&self, theta: f64) -> f64 {
+        let [y0, d, b, r4, r5] = self.c;
+        let t1 = 1.0 - theta;
+        y0 + theta * (d + t1 * (b + theta * (r4 + t1 * r5)))
+    }
+
+    /// The curve of `sign (y - offset)`.
+    pub fn affine(&self, offset: f64, sign: f64) -> Self {
+        let [y0, d, b, r4, r5] = self.c;
+        DenseCurve {
+            c: [
+                sign * (y0 - offset),
+                sign * d,
+                sign * b,
+                sign * r4,
+                sign * r5,
+            ],
+        }
+    }
+
+    /// The coefficients in the degree-4 Bernstein basis: the curve lies
+    /// between their smallest and largest on `[0, 1]` (the convex hull
+    /// property), and equals the first and last at the ends.
+    pub fn bernstein(&self) -> [f64; 5] {
+        let [y0, d, b, r4, r5] = self.c;
+        [
+            y0,
+            y0 + 0.25 * (d + b),
+            y0 + 0.5 * d + b / 3.0 + (r4 + r5) / 6.0,
+            y0 + 0.75 * d + 0.25 * (b + r4),
+            y0 + d,
+        ]
+    }
+}
+
+crate::simd_fn! {
+    /// [`Step::ranges`] over the first `lo.len()` components.
+    fn bernstein_ranges(
+        k: &[Vec<f64>; 7],
+        y0: &[f64],
+        y1: &[f64],
+        h: f64,
+        lo: &mut [f64],
+        hi: &mut [f64],
+    ) {
+        let n = lo.len();
+        let [k1, _, k3, k4, k5, k6, k7] = k;
+        let (k1, k3, k4, k5, k6, k7) =
+            (&k1[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n], &k7[..n]);
+        let (y0, y1, hi) = (&y0[..n], &y1[..n], &mut hi[..n]);
+        for i in 0..n {
+            let d = y1[i] - y0[i];
+            let b = h * k1[i] - d;
+            let r4 = d - h * k7[i] - b;
+            let r5 = h
+                * (D1 * k1[i]
+                    + D3 * k3[i]
+                    + D4 * k4[i]
+                    + D5 * k5[i]
+                    + D6 * k6[i]
+                    + D7 * k7[i]);
+            let b1 = y0[i] + 0.25 * (d + b);
+            let b2 = y0[i] + 0.5 * d + b * (1.0 / 3.0) + (r4 + r5) * (1.0 / 6.0);
+            let b3 = y0[i] + 0.75 * d + 0.25 * (b + r4);
+            lo[i] = y0[i].min(y1[i]).min(b1.min(b2).min(b3));
+            hi[i] = y0[i].max(y1[i]).max(b1.max(b2).max(b3));
+        }
+    }
 }
 
 crate::simd_fn! {
@@ -415,5 +530,60 @@ impl Dopri5 {
             (0.01 / big).powf(0.2)
         };
         (100.0 * h0).min(h1).min(span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dy/dt = A y` for a fixed rotation-and-decay `A`: smooth, with an
+    /// exact solution to compare the continuous extension to.
+    struct Linear;
+
+    impl VectorField for Linear {
+        fn eval(&self, y: &[f64], dy: &mut [f64]) {
+            dy[0] = -0.3 * y[0] + 2.0 * y[1];
+            dy[1] = -2.0 * y[0] - 0.3 * y[1];
+        }
+    }
+
+    #[test]
+    fn a_components_curve_is_the_continuous_extension_and_its_bernstein_hull_bounds_it() {
+        let mut stepper = Dopri5::default();
+        let mut ctl = Controls {
+            rtol: 1e-6,
+            atol: 1e-9,
+            h: 0.4,
+            steps_left: 1000,
+            work: Work::default(),
+        };
+        let mut y = vec![1.0, 0.0];
+        let mut checked = 0;
+        stepper.run(&Linear, &mut ctl, 0.0, 3.0, &mut y, |step| {
+            let mut out = [0.0; 2];
+            let (mut lo, mut hi) = ([0.0; 2], [0.0; 2]);
+            step.ranges(&mut lo, &mut hi);
+            for i in 0..2 {
+                let curve = step.curve(i);
+                let b = curve.bernstein();
+                assert_eq!(b[0], step.y_old[i]);
+                assert!((b[4] - step.y[i]).abs() <= 1e-15);
+                for j in 0..=20 {
+                    let theta = f64::from(j) / 20.0;
+                    step.interpolate(step.time_at(theta), &mut out);
+                    assert!((curve.at(theta) - out[i]).abs() <= 1e-14, "{i} {theta}");
+                    assert!(
+                        curve.at(theta) >= lo[i] - 1e-15
+                            && curve.at(theta) <= hi[i] + 1e-15
+                    );
+                    let flipped = curve.affine(0.25, -1.0).at(theta);
+                    assert!((flipped - (0.25 - curve.at(theta))).abs() <= 1e-14);
+                }
+            }
+            checked += 1;
+            false
+        });
+        assert!(checked > 3);
     }
 }

@@ -233,8 +233,29 @@ impl Integrator {
         })
     }
 
+    /// Integrates `y` from `t0` toward `t1 > t0` on our own Dopri5,
+    /// handing every accepted step to `on_step` with its continuous
+    /// extension; it returns `true` to stop there.
+    ///
+    /// # Panics
+    /// If the steps are not our own ([`Integrator::on_own_stepper`]).
+    pub fn advance_dense<F: VectorField>(
+        &mut self,
+        field: &F,
+        t0: f64,
+        t1: f64,
+        y: &mut DVector<f64>,
+        on_step: impl FnMut(&dopri5::Step<'_>) -> bool,
+    ) -> Advanced {
+        assert!(
+            self.on_own_stepper(),
+            "only our own Dopri5 hands out its continuous extension"
+        );
+        self.run_own(field, t0, t1, y, on_step)
+    }
+
     /// Whether the steps are our own (which has Dopri5 only).
-    fn on_own_stepper(&self) -> bool {
+    pub fn on_own_stepper(&self) -> bool {
         self.backend == Backend::Own && self.solver == Solver::Dopri5
     }
 

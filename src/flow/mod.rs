@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::network::{Model, Params};
 use crate::trajectory::Trajectory;
+use integrator::Solver;
 use smooth::{FlowData, FlowSettings};
 
 /// Integrates the flow of `model` from `init` on the path its activation
@@ -61,8 +62,17 @@ fn direct(
     interrupt: &AtomicBool,
 ) -> Trajectory {
     if model.activation.is_smooth() || settings.plain_kinks {
-        smooth::integrate(model, init, data, settings, interrupt)
-    } else {
-        piecewise::integrate(model, init, data, settings, interrupt)
+        return smooth::integrate(model, init, data, settings, interrupt);
     }
+    let (x, xc) = (data.training.0, data.conditions.0);
+    let on_conditions = std::ptr::eq(x.as_ptr(), xc.as_ptr()) && x.ncols() == xc.ncols();
+    let dense = settings.solver == Solver::Dopri5;
+    if settings.preactivations && on_conditions && dense {
+        if let Some(tr) =
+            piecewise::integrate_preactivations(model, init, data, settings, interrupt)
+        {
+            return tr;
+        }
+    }
+    piecewise::integrate(model, init, data, settings, interrupt)
 }

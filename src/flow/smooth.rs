@@ -44,6 +44,10 @@ pub struct FlowSettings {
     /// Step over the kinks of piecewise-linear activations on this plain
     /// path instead of locating them (for comparison only).
     pub plain_kinks: bool,
+    /// Integrate a piecewise-linear flow on few data points in their
+    /// pre-activation coordinates (with Dopri5; see
+    /// [`super::piecewise`]) instead of in weight space.
+    pub preactivations: bool,
 }
 
 /// `-grad L(theta)` over a fixed data set, with scratch reused by every

@@ -40,7 +40,7 @@ pub struct ResumeError {
 
 /// The counts each kind of trajectory stores, in the order they are
 /// written.
-const COUNTS: [&str; 11] = [
+const COUNTS: [&str; 12] = [
     "rhs_evals",
     "accepted_steps",
     "rejected_steps",
@@ -48,6 +48,7 @@ const COUNTS: [&str; 11] = [
     "segments",
     "sliding_episodes",
     "landings",
+    "probes",
     "steps",
     "epochs",
     "samples",
@@ -154,6 +155,11 @@ fn read_trajectory(g: &Group) -> Result<Trajectory, hdf5_pure::Error> {
         hidden: f64s("hidden")?,
         sliding: i64s("sliding")?.into_iter().map(|s| s as u32).collect(),
         outcome: outcome(&attrs),
+        reduced_rank: attrs
+            .get("reduced_rank")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0) as usize,
+        preactivations: text(&attrs, "coordinates") == "preactivations",
         ..Trajectory::default()
     };
     if weights_t.len() != t.len() {

@@ -14,7 +14,7 @@
 //! re-decided the same way, and time stops (a Zeno cascade).
 
 use super::mode::{Mode, Pair, Setup};
-use super::sliding::{Bound, augmented_gram, box_qp, cholesky, cholesky_solve, dot};
+use super::sliding::{Bound, box_qp, cholesky, cholesky_solve, dot};
 use super::watch::Snapshot;
 use crate::network::Workspace;
 use crate::trajectory::{EventKind, KinkEvent};
@@ -30,37 +30,69 @@ struct OnKink {
     candidate: bool,
 }
 
-/// Re-decides the mode at the event state `snap` (time `snap.t`) and
-/// appends the changes to `events`. Returns whether anything changed.
+/// What the decision at an event reads: the time, the pre-activations
+/// (column-major `N x M`), the sliding pairs' release margins (in the
+/// order of [`super::mode::FrozenField::units`]), the error signals
+/// `e = dl/dz` (`[M, K]` row-major) and the readout `J` (`[K, N]`).
+pub(super) struct EventPoint<'a> {
+    /// The time of the event.
+    pub t: f64,
+    /// Pre-activations.
+    pub u: &'a [f64],
+    /// Release margins of the sliding pairs.
+    pub margins: &'a [f64],
+    /// Error signals.
+    pub errors: &'a [f64],
+    /// The readout.
+    pub readout: &'a [f64],
+}
+
+impl<'a> EventPoint<'a> {
+    /// The event point of a weight-space snapshot; `ws` receives the
+    /// forward pass that gives its error signals.
+    pub fn of_snapshot(
+        setup: &'a Setup<'_>,
+        snap: &'a Snapshot,
+        ws: &'a mut Workspace,
+    ) -> Self {
+        let (m, k) = (setup.m, setup.k);
+        setup.model.loss_grad(&snap.y, setup.x, setup.y, ws, None);
+        EventPoint {
+            t: snap.t,
+            u: &snap.u,
+            margins: &snap.margins,
+            errors: ws.errors(m, k),
+            readout: setup.readout(&snap.y),
+        }
+    }
+}
+
+/// Re-decides the mode at the event point `at` and appends the changes
+/// to `events`. Returns whether anything changed.
 pub(super) fn handle(
     setup: &Setup<'_>,
     mode: &mut Mode,
-    snap: &Snapshot,
+    at: &EventPoint<'_>,
     events: &mut Vec<KinkEvent>,
 ) -> bool {
-    let (n, m, k) = (setup.n, setup.m, setup.k);
-    let mut ws = Workspace::new(setup.model.dims, m);
-    setup
-        .model
-        .loss_grad(&snap.y, setup.x, setup.y, &mut ws, None);
-    let e = ws.errors(m, k).to_vec();
-    let j = setup.readout(&snap.y);
+    let (n, m) = (setup.n, setup.m);
+    let (e, j) = (at.errors, at.readout);
     let before = events.len();
 
     let mut flagged = vec![false; n];
-    cross_far(setup, mode, snap, events, &mut flagged);
+    cross_far(setup, mode, at, events, &mut flagged);
     for (pair, state) in mode.pairs.iter().enumerate() {
         let near = match *state {
-            Pair::Free(p) => near_kink(setup, p as usize, snap.u[pair]).is_some(),
+            Pair::Free(p) => near_kink(setup, p as usize, at.u[pair]).is_some(),
             Pair::Sliding(_) => false,
         };
         flagged[pair % n] |= near;
     }
-    flag_released(setup, mode, snap, &mut flagged);
+    flag_released(setup, mode, at, &mut flagged);
 
     for i in (0..n).filter(|&i| flagged[i]) {
-        let g: Vec<f64> = (0..m).map(|c| setup.back_error(j, &e, c, i)).collect();
-        decide_unit(setup, mode, snap, i, &g, events);
+        let g: Vec<f64> = (0..m).map(|c| setup.back_error(j, e, c, i)).collect();
+        decide_unit(setup, mode, at, i, &g, events);
     }
     events.len() > before
 }
@@ -82,7 +114,7 @@ fn near_kink(setup: &Setup<'_>, p: usize, u: f64) -> Option<usize> {
 fn cross_far(
     setup: &Setup<'_>,
     mode: &mut Mode,
-    snap: &Snapshot,
+    at: &EventPoint<'_>,
     events: &mut Vec<KinkEvent>,
     flagged: &mut [bool],
 ) {
@@ -90,7 +122,7 @@ fn cross_far(
     let n = setup.n;
     for (pair, state) in mode.pairs.iter_mut().enumerate() {
         let Pair::Free(p) = *state else { continue };
-        let u = snap.u[pair];
+        let u = at.u[pair];
         let (below, above) = setup.piece_bounds(p as usize);
         let outside = below.is_some_and(|at| u < at - setup.tol_u)
             || above.is_some_and(|at| u > at + setup.tol_u);
@@ -105,7 +137,7 @@ fn cross_far(
         };
         for kink in lo..hi {
             events.push(KinkEvent {
-                t: snap.t,
+                t: at.t,
                 unit: pair % n,
                 point: pair / n,
                 kink: kink as usize,
@@ -118,11 +150,16 @@ fn cross_far(
 }
 
 /// Units with a sliding coefficient outside its interval.
-fn flag_released(setup: &Setup<'_>, mode: &Mode, snap: &Snapshot, flagged: &mut [bool]) {
+fn flag_released(
+    setup: &Setup<'_>,
+    mode: &Mode,
+    at: &EventPoint<'_>,
+    flagged: &mut [bool],
+) {
     let mut slot = 0;
     for (i, flag) in flagged.iter_mut().enumerate() {
         let count = mode.sliding_of(setup, i).len();
-        let margins = &snap.margins[slot..slot + count];
+        let margins = &at.margins[slot..slot + count];
         *flag |= margins.iter().any(|&mg| mg < -setup.tol_alpha);
         slot += count;
     }
@@ -132,13 +169,13 @@ fn flag_released(setup: &Setup<'_>, mode: &Mode, snap: &Snapshot, flagged: &mut 
 fn decide_unit(
     setup: &Setup<'_>,
     mode: &mut Mode,
-    snap: &Snapshot,
+    at: &EventPoint<'_>,
     i: usize,
     g: &[f64],
     events: &mut Vec<KinkEvent>,
 ) {
     let (n, m) = (setup.n, setup.m);
-    let on = pairs_on_kinks(setup, mode, snap, i, g);
+    let on = pairs_on_kinks(setup, mode, at, i, g);
     if on.is_empty() {
         return;
     }
@@ -162,7 +199,7 @@ fn decide_unit(
         let idx = pk.point * n + i;
         if let Some(kind) = change(mode.pairs[idx], new) {
             events.push(KinkEvent {
-                t: snap.t,
+                t: at.t,
                 unit: i,
                 point: pk.point,
                 kink: pk.kink,
@@ -178,7 +215,7 @@ fn decide_unit(
 fn pairs_on_kinks(
     setup: &Setup<'_>,
     mode: &Mode,
-    snap: &Snapshot,
+    at: &EventPoint<'_>,
     i: usize,
     g: &[f64],
 ) -> Vec<OnKink> {
@@ -187,7 +224,7 @@ fn pairs_on_kinks(
         .filter_map(|c| {
             let kink = match mode.pairs[c * n + i] {
                 Pair::Sliding(k) => k as usize,
-                Pair::Free(p) => near_kink(setup, p as usize, snap.u[c * n + i])?,
+                Pair::Free(p) => near_kink(setup, p as usize, at.u[c * n + i])?,
             };
             let kk = setup.kinks[kink];
             Some(OnKink {
@@ -224,7 +261,7 @@ fn settle(
     let (n, m, d) = (setup.n, setup.m as f64, setup.d);
     let cand: Vec<usize> = (0..on.len()).filter(|&a| on[a].candidate).collect();
     let points: Vec<usize> = cand.iter().map(|&a| on[a].point).collect();
-    let gram = augmented_gram(&setup.xs, d, &points, setup.bias_weight());
+    let gram = setup.gram_block(&points);
 
     // Non-candidates start on their current piece (below, if sliding).
     let mut side: Vec<usize> = on
@@ -314,7 +351,7 @@ pub(super) fn project(setup: &Setup<'_>, mode: &Mode, state: &mut [f64]) -> f64 
             continue;
         }
         let points: Vec<usize> = on.iter().map(|&(c, _)| c).collect();
-        let mut gram = augmented_gram(&setup.xs, d, &points, setup.bias_weight());
+        let mut gram = setup.gram_block(&points);
         if !cholesky(&mut gram, points.len()) {
             continue;
         }

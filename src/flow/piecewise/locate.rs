@@ -18,6 +18,8 @@ pub(super) struct Hermite {
     m1: f64,
 }
 
+use crate::flow::dopri5::DenseCurve;
+
 /// Samples of the cubic used to find the first excursion below zero.
 const SAMPLES: usize = 16;
 
@@ -88,6 +90,16 @@ pub(super) fn first_exit(phi: impl Fn(f64) -> f64, tol: f64) -> Option<f64> {
         .find(|&j| phi(grid(j)) >= level)
         .unwrap_or(0);
     Some(illinois(|s| phi(s) - level, grid(last), grid(drop), 1e-15))
+}
+
+/// [`first_exit`] on a component's continuous extension over a step,
+/// screened first by its Bernstein coefficients (nothing below `-tol`,
+/// no exit).
+pub(super) fn curve_exit(curve: &DenseCurve, tol: f64) -> Option<f64> {
+    if curve.bernstein().iter().all(|&b| b >= -tol) {
+        return None;
+    }
+    first_exit(|s| curve.at(s), tol)
 }
 
 /// A root of `f` in `[a, b]` with `f(a) >= 0 > f(b)`, to a bracket width

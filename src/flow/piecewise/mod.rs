@@ -49,11 +49,16 @@
 //! Nørsett and G. Wanner, *Solving Ordinary Differential Equations I*, II.6
 //! (dense output).
 
+mod dense;
 mod event;
 mod locate;
 mod mode;
+mod preact;
 mod sliding;
 mod watch;
+
+pub use dense::integrate as integrate_preactivations;
+pub use preact::MAX_POINTS as MAX_PREACTIVATION_POINTS;
 
 #[cfg(test)]
 mod tests;
@@ -63,11 +68,12 @@ use std::time::Instant;
 
 use ode_solvers::DVector;
 
+use self::event::EventPoint;
 use self::mode::{FrozenField, Mode, Setup};
 use self::watch::{Lead, Snapshot, earliest, lead_value};
 use super::integrator::{Halt, Integrator, VectorField};
 use super::smooth::{FlowData, FlowSettings};
-use crate::network::{Model, Params};
+use crate::network::{Model, Params, Workspace};
 use crate::trajectory::{
     EventKind, KinkEvent, Outcome, Recorder, StopReason, Trajectory,
 };
@@ -413,7 +419,9 @@ impl<'s, 'a> Run<'s, 'a> {
         self.last_event_at = at.t;
         self.t = at.t;
         self.state.as_mut_slice().copy_from_slice(&at.y);
-        event::handle(self.setup, &mut self.mode, &at, &mut self.events);
+        let mut ws = Workspace::new(self.setup.model.dims, self.setup.m);
+        let point = EventPoint::of_snapshot(self.setup, &at, &mut ws);
+        event::handle(self.setup, &mut self.mode, &point, &mut self.events);
 
         self.same_time = if progressed { 0 } else { self.same_time + 1 };
         if self.same_time >= ZENO_EVENTS {

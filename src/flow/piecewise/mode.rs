@@ -45,6 +45,10 @@ pub(super) struct Setup<'a> {
     /// How far (relative to the slope interval) a sliding coefficient may
     /// go past an end of its interval before it counts as released.
     pub tol_alpha: f64,
+    /// The Gram matrix of all the augmented inputs (column-major `M x
+    /// M`), kept when there are few enough data points that the blocks
+    /// the events and sliding sets need are cheaper gathered than summed.
+    gram: Option<Vec<f64>>,
 }
 
 impl<'a> Setup<'a> {
@@ -75,6 +79,10 @@ impl<'a> Setup<'a> {
         let piece_slopes = (0..=kinks.len())
             .map(|p| model.activation.piece_slope(p))
             .collect();
+        let bias = if model.train_bias { 1.0 } else { 0.0 };
+        let all: Vec<usize> = (0..m).collect();
+        let gram =
+            (m <= super::preact::MAX_POINTS).then(|| augmented_gram(&xs, d, &all, bias));
         Setup {
             model,
             x,
@@ -88,7 +96,22 @@ impl<'a> Setup<'a> {
             piece_slopes,
             tol_u: atol.max(1e-15),
             tol_alpha: 1e-11,
+            gram,
         }
+    }
+
+    /// The Gram matrix of the augmented inputs over `points`, column-major
+    /// (see [`super::sliding::augmented_gram`]): gathered from the whole
+    /// one when it is kept, the same numbers either way.
+    pub fn gram_block(&self, points: &[usize]) -> Vec<f64> {
+        let Some(all) = &self.gram else {
+            return augmented_gram(&self.xs, self.d, points, self.bias_weight());
+        };
+        let m = self.m;
+        points
+            .iter()
+            .flat_map(|&a| points.iter().map(move |&b| all[a * m + b]))
+            .collect()
     }
 
     /// The input `x_c`.
@@ -218,6 +241,36 @@ pub(super) struct SlidingUnit {
     pub offset: usize,
 }
 
+/// The units of `mode` with sliding pairs, in increasing order, each
+/// with the Cholesky factor of the Gram matrix of its sliding points'
+/// augmented inputs. `None` if one of those is not positive definite.
+pub(super) fn sliding_units(setup: &Setup<'_>, mode: &Mode) -> Option<Vec<SlidingUnit>> {
+    let mut units = Vec::new();
+    let mut offset = 0;
+    for i in 0..setup.n {
+        let on = mode.sliding_of(setup, i);
+        if on.is_empty() {
+            continue;
+        }
+        let points: Vec<usize> = on.iter().map(|&(c, _)| c).collect();
+        let mut chol = setup.gram_block(&points);
+        if !cholesky(&mut chol, points.len()) {
+            return None;
+        }
+        let s = points.len();
+        units.push(SlidingUnit {
+            unit: i,
+            kinks: on.iter().map(|&(_, k)| k).collect(),
+            points,
+            inv_diag: (0..s).map(|k| 1.0 / chol[k * s + k]).collect(),
+            chol,
+            offset,
+        });
+        offset += s;
+    }
+    Some(units)
+}
+
 /// Scratch of the frozen-pattern field, reused by every evaluation.
 struct Scratch {
     ws: Workspace,
@@ -240,30 +293,8 @@ impl<'s, 'a> FrozenField<'s, 'a> {
     /// sliding set are linearly dependent (more points on one kink than
     /// the input space can hold generically).
     pub fn new(setup: &'s Setup<'a>, mode: &Mode) -> Option<Self> {
-        let mut units = Vec::new();
-        let mut offset = 0;
-        for i in 0..setup.n {
-            let on = mode.sliding_of(setup, i);
-            if on.is_empty() {
-                continue;
-            }
-            let points: Vec<usize> = on.iter().map(|&(c, _)| c).collect();
-            let mut chol =
-                augmented_gram(&setup.xs, setup.d, &points, setup.bias_weight());
-            if !cholesky(&mut chol, points.len()) {
-                return None;
-            }
-            let s = points.len();
-            units.push(SlidingUnit {
-                unit: i,
-                kinks: on.iter().map(|&(_, k)| k).collect(),
-                points,
-                inv_diag: (0..s).map(|k| 1.0 / chol[k * s + k]).collect(),
-                chol,
-                offset,
-            });
-            offset += s;
-        }
+        let units = sliding_units(setup, mode)?;
+        let offset = units.iter().map(|u| u.points.len()).sum();
         let state_len = setup.model.state_len();
         let scratch = Scratch {
             ws: Workspace::new(setup.model.dims, setup.m),
@@ -387,7 +418,7 @@ crate::simd_fn! {
 /// backward by rows of `L^T` (each a dot product, contiguous), so that
 /// both vectorise.
 #[inline(always)]
-fn solve_factored(l: &[f64], inv_diag: &[f64], rhs: &mut [f64]) {
+pub(super) fn solve_factored(l: &[f64], inv_diag: &[f64], rhs: &mut [f64]) {
     let n = inv_diag.len();
     for k in 0..n {
         let col = &l[k * n..(k + 1) * n];
@@ -408,7 +439,7 @@ fn solve_factored(l: &[f64], inv_diag: &[f64], rhs: &mut [f64]) {
 
 /// How far inside `[lo, hi]` the coefficient `alpha = beta / g` is,
 /// relative to the interval; negative outside.
-fn margin(kink: &Kink, beta: f64, g: f64) -> f64 {
+pub(super) fn margin(kink: &Kink, beta: f64, g: f64) -> f64 {
     let (lo, hi) = kink.slope_range();
     let alpha = beta / g;
     if !alpha.is_finite() {

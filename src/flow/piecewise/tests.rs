@@ -28,6 +28,7 @@ fn settings(rtol: f64, atol: f64, save_times: Vec<f64>) -> FlowSettings {
         save_times,
         reduced: false,
         plain_kinks: false,
+        preactivations: false,
     }
 }
 
@@ -43,6 +44,45 @@ fn run(
         conditions: (x, y),
     };
     run_flow(model, init, data, s, &AtomicBool::new(false))
+}
+
+/// The two ways the piecewise flow is integrated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Path {
+    /// In weight space, events landed on ([`run_flow`]).
+    Weights,
+    /// In pre-activation coordinates, events on the continuous extension
+    /// ([`super::dense`]; always Dopri5).
+    Preactivations,
+}
+
+const PATHS: [Path; 2] = [Path::Weights, Path::Preactivations];
+
+/// The flow of `model` on `path` trained and evaluated on `x`, `y`, with
+/// the largest drift of a sliding pair off its kink (none in
+/// pre-activation coordinates, where sliding pairs do not move).
+fn flow(
+    path: Path,
+    model: &Model,
+    init: &Params,
+    x: MatRef<'_, f64>,
+    y: MatRef<'_, f64>,
+    s: &FlowSettings,
+) -> (Trajectory, Diagnostics) {
+    match path {
+        Path::Weights => run(model, init, x, y, s),
+        Path::Preactivations => {
+            let mut s = s.clone();
+            s.solver = Solver::Dopri5;
+            let data = FlowData {
+                training: (x, y),
+                conditions: (x, y),
+            };
+            let tr = dense::integrate(model, init, data, &s, &AtomicBool::new(false))
+                .expect("few data points");
+            (tr, Diagnostics::default())
+        }
+    }
 }
 
 fn count(tr: &Trajectory, name: &str) -> u64 {
@@ -186,14 +226,22 @@ fn a_hand_derived_sliding_episode_is_followed_from_arrival_to_release() {
         ta + 0.9 * (tr - ta),
         3.0,
     ];
-    let (tr_, _) = run(
-        &model,
-        &init,
-        xm,
-        ym,
-        &settings(1e-12, 1e-14, times.clone()),
+    for path in PATHS {
+        let s = settings(1e-12, 1e-14, times.clone());
+        let (tr_, _) = flow(path, &model, &init, xm, ym, &s);
+        check_hand_derived(&h, &times, &tr_, path);
+    }
+}
+
+/// The events and weights of the hand-derived episode against its closed
+/// form.
+fn check_hand_derived(h: &Handmade, times: &[f64], tr_: &Trajectory, path: Path) {
+    let (ta, tr) = (h.arrival(), h.release());
+    assert_eq!(
+        tr_.outcome.as_ref().unwrap().reason,
+        StopReason::Completed,
+        "{path:?}"
     );
-    assert_eq!(tr_.outcome.as_ref().unwrap().reason, StopReason::Completed);
 
     // Arrival of condition 1 (index 1) on kink 0, then the release of it
     // and the crossing of condition 0 into saturation at the same time.
@@ -203,7 +251,11 @@ fn a_hand_derived_sliding_episode_is_followed_from_arrival_to_release() {
         (ev[0].point, ev[0].kink, ev[0].kind),
         (1, 0, EventKind::StartSliding)
     );
-    assert!((ev[0].t - ta).abs() < 1e-9, "arrival {} vs {ta}", ev[0].t);
+    assert!(
+        (ev[0].t - ta).abs() < 1e-9,
+        "{path:?}: arrival {} vs {ta}",
+        ev[0].t
+    );
     let at_release: Vec<_> = ev[1..].iter().map(|e| (e.point, e.kink, e.kind)).collect();
     assert!(at_release.contains(&(0, 1, EventKind::CrossUp)), "{ev:?}");
     assert!(
@@ -211,7 +263,7 @@ fn a_hand_derived_sliding_episode_is_followed_from_arrival_to_release() {
         "{ev:?}"
     );
     for e in &ev[1..] {
-        assert!((e.t - tr).abs() < 1e-8, "release {} vs {tr}", e.t);
+        assert!((e.t - tr).abs() < 1e-8, "{path:?}: release {} vs {tr}", e.t);
     }
 
     // The weights along the way: phase A, along the surface, and frozen
@@ -227,19 +279,20 @@ fn a_hand_derived_sliding_episode_is_followed_from_arrival_to_release() {
         let (w, b) = h.params(*u);
         assert!(
             (tr_.w[s] - w).abs() < 1e-8,
-            "w at {}: {} vs {w}",
+            "{path:?}: w at {}: {} vs {w}",
             times[s],
             tr_.w[s]
         );
         assert!(
             (tr_.b[s] - b).abs() < 1e-8,
-            "b at {}: {} vs {b}",
+            "{path:?}: b at {}: {} vs {b}",
             times[s],
             tr_.b[s]
         );
     }
-    assert_eq!(tr_.sliding, vec![0, 0, 1, 1, 0]);
-    assert_eq!(count(&tr_, "sliding_episodes"), 1);
+    assert_eq!(tr_.sliding, vec![0, 0, 1, 1, 0], "{path:?}");
+    assert_eq!(count(tr_, "sliding_episodes"), 1, "{path:?}");
+    assert_eq!(tr_.preactivations, path == Path::Preactivations);
 }
 
 /// The paper-size cube net: `d = 3`, `k = 1`, `c = c_max / 2`, `D = 100`,
@@ -311,7 +364,9 @@ fn relative_gap(a: &[f64], b: &[f64]) -> f64 {
 /// The flow at `t` against GD at `eta`, `eta/2`, `eta/4`: the gaps shrink
 /// about linearly and the Richardson extrapolation `2 GD(eta/4) -
 /// GD(eta/2)` agrees with the flow to `tol`. Returns the flow's trajectory.
+#[allow(clippy::too_many_arguments)]
 fn check_against_gd(
+    path: Path,
     task: &Task,
     init: &Params,
     model: &Model,
@@ -320,7 +375,8 @@ fn check_against_gd(
     tol: f64,
 ) -> Trajectory {
     let (x, y) = (task.inputs_view(), task.targets_view());
-    let (flow, _) = run(model, init, x, y, &settings(1e-10, 1e-12, vec![0.0, t]));
+    let s = settings(1e-10, 1e-12, vec![0.0, t]);
+    let (flow, _) = flow(path, model, init, x, y, &s);
     assert_eq!(flow.outcome.as_ref().unwrap().reason, StopReason::Completed);
     let mut end = init.clone();
     let last = |all: &[f64], part: &mut Vec<f64>| {
@@ -340,7 +396,7 @@ fn check_against_gd(
         .map(|f| gradient_descent(model, init, task, eta * f, t))
         .collect();
     let gaps: Vec<f64> = gd.iter().map(|g| relative_gap(g, &theta)).collect();
-    eprintln!("GD gaps at eta, eta/2, eta/4: {gaps:?}");
+    eprintln!("{path:?}: GD gaps at eta, eta/2, eta/4: {gaps:?}");
     // GD chatters across the kinks of sliding pairs, so the gap is linear
     // in eta only on average: it falls at every halving, and by more than
     // half over the two.
@@ -348,7 +404,7 @@ fn check_against_gd(
     assert!(gaps[2] < 0.5 * gaps[0], "{gaps:?}");
     let rich: Vec<f64> = gd[2].iter().zip(&gd[1]).map(|(a, b)| 2.0 * a - b).collect();
     let gap = relative_gap(&rich, &theta);
-    eprintln!("Richardson 2 GD(eta/4) - GD(eta/2) against the flow: {gap:e}");
+    eprintln!("{path:?}: Richardson 2 GD(eta/4) - GD(eta/2) against the flow: {gap:e}");
     assert!(gap < tol, "extrapolated gap {gap:e}, GD gaps {gaps:?}");
     flow
 }
@@ -372,27 +428,31 @@ fn a_small_net_with_sliding_agrees_with_extrapolated_gradient_descent() {
     };
     let init = random_init(dims, 7);
     let model = Model::new(Activation::Relu, Loss::Bce, &init, false);
-    let flow = check_against_gd(&task, &init, &model, 5.0, 0.002, 1e-4);
-    assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
+    for path in PATHS {
+        let flow = check_against_gd(path, &task, &init, &model, 5.0, 0.002, 1e-4);
+        assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
 
-    // With the readout trained as well: J's gradient sees only h, which
-    // is continuous across the kinks, so the same scheme applies.
-    let trained = Model::new(Activation::Relu, Loss::Bce, &init, true);
-    let flow = check_against_gd(&task, &init, &trained, 5.0, 0.002, 1e-4);
-    assert!(count(&flow, "events") > 0);
+        // With the readout trained as well: J's gradient sees only h, which
+        // is continuous across the kinks, so the same scheme applies.
+        let trained = Model::new(Activation::Relu, Loss::Bce, &init, true);
+        let flow = check_against_gd(path, &task, &init, &trained, 5.0, 0.002, 1e-4);
+        assert!(count(&flow, "events") > 0);
+    }
 }
 
 #[test]
 fn the_paper_size_cube_net_agrees_with_extrapolated_gradient_descent() {
     let (task, init, model) = paper_net();
-    let flow = check_against_gd(&task, &init, &model, 20.0, 0.005, 1e-4);
-    let sliding: u32 = flow.sliding[flow.sliding.len() - 128..].iter().sum();
-    eprintln!(
-        "paper net to t = 20: {} events, {} rhs evals, {sliding} sliding pairs",
-        count(&flow, "events"),
-        count(&flow, "rhs_evals")
-    );
-    assert!(count(&flow, "events") > 20 && sliding > 5);
+    for path in PATHS {
+        let flow = check_against_gd(path, &task, &init, &model, 20.0, 0.005, 1e-4);
+        let sliding: u32 = flow.sliding[flow.sliding.len() - 128..].iter().sum();
+        eprintln!(
+            "{path:?}: paper net to t = 20: {} events, {} rhs evals, {sliding} sliding pairs",
+            count(&flow, "events"),
+            count(&flow, "rhs_evals")
+        );
+        assert!(count(&flow, "events") > 20 && sliding > 5);
+    }
 }
 
 #[test]
@@ -400,40 +460,58 @@ fn the_same_input_gives_the_same_events_bit_for_bit() {
     let (task, init, model) = paper_net();
     let (x, y) = (task.inputs_view(), task.targets_view());
     let s = settings(1e-8, 1e-10, vec![0.0, 1.0, 5.0]);
-    let (a, _) = run(&model, &init, x, y, &s);
-    let (b, _) = run(&model, &init, x, y, &s);
-    assert!(!a.events.is_empty());
-    assert_eq!(a.events, b.events);
-    assert_eq!(a.w, b.w);
-    assert_eq!(a.sliding, b.sliding);
+    for path in PATHS {
+        let (a, _) = flow(path, &model, &init, x, y, &s);
+        let (b, _) = flow(path, &model, &init, x, y, &s);
+        assert!(!a.events.is_empty());
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.w, b.w);
+        assert_eq!(a.sliding, b.sliding);
+    }
 }
 
 #[test]
 fn sliding_pairs_stay_on_their_kinks_and_the_loss_never_rises_to_t_1000() {
+    for path in PATHS {
+        sliding_pairs_stay_on_their_kinks(path);
+    }
+}
+
+fn sliding_pairs_stay_on_their_kinks(path: Path) {
     let (task, init, model) = paper_net();
     let (x, y) = (task.inputs_view(), task.targets_view());
     let atol = 1e-10;
     let times = crate::trajectory::log_spaced_times(1000.0, 60, 4.0);
-    let (first, drift) = run(&model, &init, x, y, &settings(1e-8, atol, times.clone()));
+    let s = settings(1e-8, atol, times.clone());
+    let (first, drift) = flow(path, &model, &init, x, y, &s);
     assert_eq!(
         first.outcome.as_ref().unwrap().reason,
-        StopReason::Completed
+        StopReason::Completed,
+        "{path:?}"
     );
-    assert!(drift.max_drift < atol, "drift {:e}", drift.max_drift);
+    assert!(
+        drift.max_drift < atol,
+        "{path:?}: drift {:e}",
+        drift.max_drift
+    );
 
     // The same flow saved at every event time as well: the loss falls.
     let mut at_events: Vec<f64> = first.events.iter().map(|e| e.t).collect();
     at_events.extend(&times);
     at_events.sort_by(f64::total_cmp);
     at_events.dedup();
-    let (tr, drift) = run(&model, &init, x, y, &settings(1e-8, atol, at_events));
+    let (tr, drift) = flow(path, &model, &init, x, y, &settings(1e-8, atol, at_events));
     assert_eq!(tr.outcome.as_ref().unwrap().reason, StopReason::Completed);
-    assert!(drift.max_drift < atol, "drift {:e}", drift.max_drift);
+    assert!(
+        drift.max_drift < atol,
+        "{path:?}: drift {:e}",
+        drift.max_drift
+    );
     for (s, pair) in tr.loss.windows(2).enumerate() {
         let slack = 1e-9 * pair[0];
         assert!(
             pair[1] <= pair[0] + slack,
-            "loss rose at t = {}: {pair:?}",
+            "{path:?}: loss rose at t = {}: {pair:?}",
             tr.t[s + 1]
         );
     }
@@ -455,15 +533,19 @@ fn sliding_pairs_stay_on_their_kinks_and_the_loss_never_rises_to_t_1000() {
                     u.abs() < atol
                 })
                 .count() as u32;
-            assert_eq!(on, tr.sliding[s * n + i], "unit {i} at t = {}", tr.t[s]);
+            assert_eq!(
+                on,
+                tr.sliding[s * n + i],
+                "{path:?}: unit {i} at t = {}",
+                tr.t[s]
+            );
             held += on;
         }
     }
     assert!(held > 0);
     eprintln!(
-        "paper net to t = 1000: {} events, {} landings, {} rhs evals, {} sliding at the end",
+        "{path:?}: paper net to t = 1000: {} events, {} rhs evals, {} sliding at the end",
         count(&tr, "events"),
-        count(&tr, "landings"),
         count(&tr, "rhs_evals"),
         tr.sliding[tr.sliding.len() - n..].iter().sum::<u32>()
     );
@@ -475,12 +557,14 @@ fn a_small_step_budget_ends_the_run_with_its_reason_and_last_state() {
     let (x, y) = (task.inputs_view(), task.targets_view());
     let mut s = settings(1e-8, 1e-10, vec![0.0, 10.0, 1000.0]);
     s.max_steps = 40;
-    let (tr, _) = run(&model, &init, x, y, &s);
-    let outcome = tr.outcome.as_ref().unwrap();
-    assert_eq!(outcome.reason, StopReason::StepBudget);
-    assert!(outcome.t_reached > 0.0 && outcome.t_reached < 10.0);
-    assert_eq!(*tr.t.last().unwrap(), outcome.t_reached);
-    assert_eq!(tr.sliding.len(), 128 * tr.len());
+    for path in PATHS {
+        let (tr, _) = flow(path, &model, &init, x, y, &s);
+        let outcome = tr.outcome.as_ref().unwrap();
+        assert_eq!(outcome.reason, StopReason::StepBudget, "{path:?}");
+        assert!(outcome.t_reached > 0.0 && outcome.t_reached < 10.0);
+        assert_eq!(*tr.t.last().unwrap(), outcome.t_reached);
+        assert_eq!(tr.sliding.len(), 128 * tr.len());
+    }
 }
 
 #[test]
@@ -558,7 +642,9 @@ fn arrival(train_bias: bool) -> (Vec<Pair>, Option<(f64, f64)>) {
     let mut snap = Snapshot::new(&setup, state.len(), &field);
     let mut scratch = vec![0.0; state.len()];
     snap.fill(&setup, &field, (0.0, &state, &f), &mut scratch, &mut 0);
-    event::handle(&setup, &mut mode, &snap, &mut Vec::new());
+    let mut ws = Workspace::new(dims, 2);
+    let point = event::EventPoint::of_snapshot(&setup, &snap, &mut ws);
+    event::handle(&setup, &mut mode, &point, &mut Vec::new());
 
     // What the field of the decided mode does to u_0: its velocity and,
     // when it slides, its release margin.
@@ -623,15 +709,19 @@ fn the_fig1_protocol_with_frozen_zero_biases_flows_to_the_end_with_falling_loss(
     // Before the event decision left frozen biases out of the velocities,
     // seed 0 stopped in a Zeno cascade at t = 0.18 and seed 1 at t = 2.6.
     let atol = 1e-10;
-    for seed in [0, 1] {
+    for (seed, path) in [0, 1].into_iter().flat_map(|s| PATHS.map(|p| (s, p))) {
         let (task, init, model) = fig1_net(seed);
         assert!(!model.train_bias && init.b.iter().all(|&b| b == 0.0));
         let (x, y) = (task.inputs_view(), task.targets_view());
         let times = log_spaced_times(200.0, 30, 4.0);
-        let (first, drift) =
-            run(&model, &init, x, y, &settings(1e-8, atol, times.clone()));
+        let s = settings(1e-8, atol, times.clone());
+        let (first, drift) = flow(path, &model, &init, x, y, &s);
         let outcome = first.outcome.as_ref().unwrap();
-        assert_eq!(outcome.reason, StopReason::Completed, "seed {seed}");
+        assert_eq!(
+            outcome.reason,
+            StopReason::Completed,
+            "seed {seed}, {path:?}"
+        );
         assert!(
             drift.max_drift < atol,
             "seed {seed}: drift {:e}",
@@ -642,7 +732,7 @@ fn the_fig1_protocol_with_frozen_zero_biases_flows_to_the_end_with_falling_loss(
             first.b.iter().all(|&b| b == 0.0),
             "seed {seed}: a bias moved"
         );
-        eprintln!("fig1 seed {seed}: {:?}", outcome.counts);
+        eprintln!("fig1 seed {seed}, {path:?}: {:?}", outcome.counts);
 
         // Saved at every event as well, in full and reduced coordinates.
         let mut at_events: Vec<f64> = first.events.iter().map(|e| e.t).collect();
@@ -652,16 +742,22 @@ fn the_fig1_protocol_with_frozen_zero_biases_flows_to_the_end_with_falling_loss(
         for reduced in [false, true] {
             let mut s = settings(1e-8, atol, at_events.clone());
             s.reduced = reduced;
+            s.preactivations = path == Path::Preactivations;
+            if s.preactivations {
+                s.solver = Solver::Dopri5;
+            }
             let data = FlowData {
                 training: (x, y),
                 conditions: (x, y),
             };
             let tr =
                 crate::flow::integrate(&model, &init, data, &s, &AtomicBool::new(false));
-            let what = format!("seed {seed}, reduced {reduced}");
+            let what = format!("seed {seed}, {path:?}, reduced {reduced}");
             let outcome = tr.outcome.as_ref().unwrap();
             assert_eq!(outcome.reason, StopReason::Completed, "{what}");
             assert_eq!(tr.reduced_rank > 0, reduced, "{what}");
+            assert_eq!(tr.preactivations, s.preactivations, "{what}");
+            assert!(tr.b.iter().all(|&b| b == 0.0), "{what}: a bias moved");
             assert_loss_never_rises(&tr, &what);
         }
     }
@@ -670,8 +766,10 @@ fn the_fig1_protocol_with_frozen_zero_biases_flows_to_the_end_with_falling_loss(
 #[test]
 fn the_fig1_flow_with_frozen_biases_agrees_with_extrapolated_gradient_descent() {
     let (task, init, model) = fig1_net(1);
-    let flow = check_against_gd(&task, &init, &model, 5.0, 0.002, 1e-4);
-    assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
+    for path in PATHS {
+        let flow = check_against_gd(path, &task, &init, &model, 5.0, 0.002, 1e-4);
+        assert!(count(&flow, "sliding_episodes") > 0, "{:?}", flow.events);
+    }
 }
 
 /// A network of the study's alignment sweeps as the CLI builds it: the
@@ -703,26 +801,98 @@ fn study_nets_whose_pairs_leave_their_kinks_at_rest_flow_on() {
     // which then turns within the step; the exit was placed at the step's
     // start, or the box programme put a barely sliding point on a bound,
     // and the same state was decided the same way a thousand times.
-    for (d, k, c, seed, stopped) in [
+    let cases = [
         (3, 1, 0.9091, 3, 8.46),
         (3, 3, 0.1818, 3, 14.8),
         (3, 3, 0.0909, 9, 5.49),
-    ] {
+    ];
+    for ((d, k, c, seed, stopped), path) in
+        cases.into_iter().flat_map(|c| PATHS.map(|p| (c, p)))
+    {
         let (task, init, model) = study_net(d, k, c, seed);
         let (x, y) = (task.inputs_view(), task.targets_view());
         let mut s = settings(1e-8, 1e-10, log_spaced_times(20.0, 10, 3.0));
         s.solver = Solver::Dopri5;
         s.reduced = true;
+        s.preactivations = path == Path::Preactivations;
         let data = FlowData {
             training: (x, y),
             conditions: (x, y),
         };
         let tr = crate::flow::integrate(&model, &init, data, &s, &AtomicBool::new(false));
         let what = format!(
-            "d = {d}, k = {k}, c = {c} c_max, seed {seed} (stopped at {stopped})"
+            "{path:?}: d = {d}, k = {k}, c = {c} c_max, seed {seed} (stopped at {stopped})"
         );
         let outcome = tr.outcome.as_ref().unwrap();
         assert_eq!(outcome.reason, StopReason::Completed, "{what}");
         assert_loss_never_rises(&tr, &what);
     }
+}
+
+/// The relative difference of two trajectories' last weights `W`.
+fn last_weights_gap(a: &Trajectory, b: &Trajectory, n: usize, d: usize) -> f64 {
+    let last = |tr: &Trajectory| tr.w[tr.w.len() - n * d..].to_vec();
+    relative_gap(&last(a), &last(b))
+}
+
+#[test]
+fn both_coordinate_systems_give_the_same_flow_of_the_paper_net_to_t_1000() {
+    let (task, init, model) = paper_net();
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let mut s = settings(1e-8, 1e-10, log_spaced_times(1000.0, 30, 4.0));
+    s.solver = Solver::Dopri5;
+    let (w, _) = flow(Path::Weights, &model, &init, x, y, &s);
+    let (u, _) = flow(Path::Preactivations, &model, &init, x, y, &s);
+    assert!(!w.preactivations && u.preactivations);
+
+    // The same events, in the same order, at the same times to within
+    // what placing a pre-activation within `atol` of its kink allows (a
+    // pair crossing at speed `v` is placed to about `atol / v` in time).
+    assert!(w.events.len() > 100, "{}", w.events.len());
+    assert_eq!(w.events.len(), u.events.len());
+    let mut worst: f64 = 0.0;
+    for (a, b) in w.events.iter().zip(&u.events) {
+        assert_eq!(
+            (a.unit, a.point, a.kink, a.kind),
+            (b.unit, b.point, b.kink, b.kind)
+        );
+        worst = worst.max((a.t - b.t).abs() / a.t.max(1.0));
+    }
+    eprintln!("event times differ by up to {worst:e} (relative)");
+    assert!(worst < 1e-5, "{worst:e}");
+    assert_eq!(w.sliding, u.sliding);
+    let gap = last_weights_gap(&w, &u, 128, 100);
+    assert!(gap < 1e-7, "W differs by {gap:e}");
+    // Both to their tolerances, which apply to the weights in one and to
+    // the pre-activations in the other (measured: up to 1.9e-7 apart).
+    for ((a, b), t) in w.loss.iter().zip(&u.loss).zip(&w.t) {
+        assert!((a - b).abs() <= 5e-7 * a, "t = {t}: losses {a} and {b}");
+    }
+    // The work: a fraction of the weight path's evaluations.
+    let (ew, eu) = (count(&w, "rhs_evals"), count(&u, "rhs_evals"));
+    eprintln!(
+        "paper net to t = 1000: {ew} evaluations in weights, {eu} in pre-activations"
+    );
+    assert!(eu < ew, "{eu} against {ew}");
+}
+
+#[test]
+fn frozen_biases_on_the_cube_leave_the_inputs_dependent_and_the_weights_are_rebuilt() {
+    // The cube's inputs sum to zero, so without the bias's constant input
+    // their Gram matrix is singular: the weights come back through the
+    // pseudo-inverse, and must match the weight path's.
+    let (task, init, mut model) = paper_net();
+    model.train_bias = false;
+    let (x, y) = (task.inputs_view(), task.targets_view());
+    let mut s = settings(1e-8, 1e-10, log_spaced_times(200.0, 20, 4.0));
+    s.solver = Solver::Dopri5;
+    let (w, _) = flow(Path::Weights, &model, &init, x, y, &s);
+    let (u, _) = flow(Path::Preactivations, &model, &init, x, y, &s);
+    for tr in [&w, &u] {
+        assert_eq!(tr.outcome.as_ref().unwrap().reason, StopReason::Completed);
+        assert!(tr.b.chunks(128).all(|b| b == &init.b[..]), "a bias moved");
+    }
+    assert!(count(&u, "events") > 10);
+    let gap = last_weights_gap(&w, &u, 128, 100);
+    assert!(gap < 1e-7, "W differs by {gap:e}");
 }

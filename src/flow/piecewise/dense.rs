@@ -267,7 +267,7 @@ impl<'s, 'a> Run<'s, 'a> {
                 return true;
             }
             field.last_margins(&mut end_margins);
-            let mut best = earliest_crossing(setup, coords, mode, step, &mut lo, &mut hi);
+            let mut best = earliest_crossing(setup, mode, step, &mut lo, &mut hi);
             let prev = prev_margins.as_deref();
             if let Some(r) =
                 earliest_release(setup, &field, step, prev, &end_margins, probes)
@@ -379,7 +379,6 @@ impl<'s, 'a> Run<'s, 'a> {
 /// bounds of every pre-activation over the step.
 fn earliest_crossing(
     setup: &Setup<'_>,
-    coords: &Coordinates,
     mode: &Mode,
     step: &Step<'_>,
     lo: &mut [f64],
@@ -387,11 +386,17 @@ fn earliest_crossing(
 ) -> Option<(f64, Lead)> {
     step.ranges(lo, hi);
     let tol = setup.tol_u;
+    let (n, m) = (setup.n, setup.m);
     let mut best: Option<(f64, Lead)> = None;
-    for (pair, state) in mode.pairs.iter().enumerate() {
-        let Pair::Free(piece) = *state else { continue };
+    // In the state's order (unit by unit), without a division per pair.
+    for (at_state, pair) in (0..n)
+        .flat_map(|i| (0..m).map(move |c| c * n + i))
+        .enumerate()
+    {
+        let Pair::Free(piece) = mode.pairs[pair] else {
+            continue;
+        };
         let (below, above) = setup.piece_bounds(piece as usize);
-        let at_state = coords.index(pair);
         let exits = [
             below
                 .filter(|&at| lo[at_state] < at - tol)

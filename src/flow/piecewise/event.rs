@@ -156,12 +156,12 @@ fn flag_released(
     at: &EventPoint<'_>,
     flagged: &mut [bool],
 ) {
+    let counts = mode.sliding_counts(setup.n);
     let mut slot = 0;
-    for (i, flag) in flagged.iter_mut().enumerate() {
-        let count = mode.sliding_of(setup, i).len();
-        let margins = &at.margins[slot..slot + count];
+    for (flag, &count) in flagged.iter_mut().zip(&counts) {
+        let margins = &at.margins[slot..slot + count as usize];
         *flag |= margins.iter().any(|&mg| mg < -setup.tol_alpha);
-        slot += count;
+        slot += count as usize;
     }
 }
 

@@ -38,7 +38,7 @@ use nalgebra::DMatrix;
 use super::mode::{Mode, Pair, Setup, margin, solve_factored};
 use super::sliding::{cholesky, cholesky_solve};
 use crate::activation::Activation;
-use crate::fastmath::{MulAdd, dot};
+use crate::fastmath::{MulAdd, dot, sigmoid_with};
 use crate::flow::integrator::VectorField;
 use crate::network::{Loss, Params};
 
@@ -126,11 +126,6 @@ impl Coordinates {
             targets,
             frozen: model.frozen_readout.clone(),
         })
-    }
-
-    /// Where pair `c N + i` (data point `c`, unit `i`) is in the state.
-    pub fn index(&self, pair: usize) -> usize {
-        (pair % self.n) * self.m + pair / self.n
     }
 
     /// The pre-activations of state `y` by data point (column-major `N x
@@ -350,7 +345,6 @@ crate::simd_fn! {
 /// Scratch of the field, reused by every evaluation.
 struct Scratch {
     h: Vec<f64>,
-    z: Vec<f64>,
     e: Vec<f64>,
     /// The error signals transposed, `[K, M]`.
     et: Vec<f64>,
@@ -395,7 +389,6 @@ impl<'s, 'a> PreactField<'s, 'a> {
         let (n, m, k) = (setup.n, setup.m, setup.k);
         let scratch = Scratch {
             h: vec![0.0; n * m],
-            z: vec![0.0; m * k],
             e: vec![0.0; m * k],
             et: vec![0.0; k * m],
             delta: vec![0.0; n * m],
@@ -487,7 +480,6 @@ impl<'s, 'a> PreactField<'s, 'a> {
             &self.slopes,
             u,
             &mut sc.h,
-            &mut sc.z,
             &mut sc.e,
             &mut sc.et,
             &mut sc.delta,
@@ -516,10 +508,14 @@ impl VectorField for PreactField<'_, '_> {
 }
 
 crate::simd_fn! {
-    /// `h = f(u)`; `z_c = J h_c + b_out` summed over the units in order,
-    /// as `M`-vectors; the error signals `e_c = dl/dz (z_c, y_c)` (`[M,
-    /// K]`, and transposed in `et`); and `delta_i = s_i (J^T e)_i` for
-    /// each unit with its frozen slopes `s_i`.
+    /// The readout and back-propagation of every data point, in three
+    /// passes over the `[N, M]` arrays: `z_c = J f(u_c) + b_out` (summed
+    /// over the units in order, a few outputs at a time), the error
+    /// signals `e_c = dl/dz (z_c, y_c)` (`[M, K]`, and transposed in `et`),
+    /// and `delta_i = s_i (J^T e)_i` with the frozen slopes `s_i`, with
+    /// `h = f(u)` written on the way. These arrays live in the
+    /// second-level cache, so passes over them, not multiply-adds, are
+    /// what this costs.
     #[allow(clippy::too_many_arguments)]
     fn readout_pass(
         act: Activation,
@@ -530,7 +526,6 @@ crate::simd_fn! {
         slopes: &[f64],
         u: &[f64],
         h: &mut [f64],
-        z: &mut [f64],
         e: &mut [f64],
         et: &mut [f64],
         delta: &mut [f64],
@@ -539,80 +534,164 @@ crate::simd_fn! {
         let n = j.len() / k;
         let m = u.len() / n;
         act.apply(u, h);
-        let mut zo = [0.0; MAX_POINTS];
-        let zo = &mut zo[..m];
-        for o in 0..k {
-            let jo = &j[o * n..(o + 1) * n];
-            let mut c0 = 0;
-            while c0 + LANES <= m {
-                readout_chunk::<M, LANES>(jo, h, m, c0, b_out[o], zo);
-                c0 += LANES;
+
+        // z, a block of outputs per pass: four, then two, then one.
+        let mut z = [0.0; 4 * MAX_POINTS];
+        let mut o = 0;
+        while o < k {
+            let block = match k - o {
+                1 => 1,
+                2 | 3 => 2,
+                _ => 4,
+            };
+            let z = &mut z[..block * m];
+            match block {
+                1 => outputs::<M, 1, 4>(&j[o * n..], h, n, m, z),
+                2 => outputs::<M, 2, 2>(&j[o * n..], h, n, m, z),
+                _ => outputs::<M, 4, 1>(&j[o * n..], h, n, m, z),
             }
-            for c0 in c0..m {
-                readout_chunk::<M, 1>(jo, h, m, c0, b_out[o], zo);
-            }
-            for c in 0..m {
-                z[c * k + o] = zo[c];
-                let ec = loss.error(zo[c], targets[c * k + o]);
-                e[c * k + o] = ec;
-                et[o * m + c] = ec;
-            }
-        }
-        // delta = s * (J^T e): one pass per output over every unit, so
-        // that no chain of multiply-adds waits on the one before.
-        for i in 0..n {
-            let (di, e0) = (&mut delta[i * m..(i + 1) * m], &et[..m]);
-            for c in 0..m {
-                di[c] = j[i] * e0[c];
-            }
-        }
-        for o in 1..k {
-            let eo = &et[o * m..(o + 1) * m];
-            for i in 0..n {
-                let (di, w) = (&mut delta[i * m..(i + 1) * m], j[o * n + i]);
+            // The error signals by the vectorised sigmoid (BCE): a libm
+            // exp per output and point was a tenth of an evaluation.
+            for b in 0..block {
+                let (zb, eo) = (&z[b * m..(b + 1) * m], &mut et[(o + b) * m..(o + b + 1) * m]);
+                let t = |c: usize| targets[c * k + o + b];
+                match loss {
+                    Loss::Bce => {
+                        for c in 0..m {
+                            eo[c] = sigmoid_with::<M>(zb[c] + b_out[o + b]) - t(c);
+                        }
+                    }
+                    Loss::Mse => {
+                        for c in 0..m {
+                            eo[c] = zb[c] + b_out[o + b] - t(c);
+                        }
+                    }
+                }
                 for c in 0..m {
-                    di[c] = M::fma(w, eo[c], di[c]);
+                    e[c * k + o + b] = eo[c];
                 }
             }
+            o += block;
         }
-        for (d, s) in delta.iter_mut().zip(slopes) {
-            *d *= s;
+
+        // delta = s * (J^T e), four units by eight data points at a time.
+        let mut i = 0;
+        while i < n {
+            let four = i + 4 <= n;
+            let mut c0 = 0;
+            while c0 < m {
+                let full = c0 + LANES <= m;
+                match (four, full) {
+                    (true, true) => deltas::<M, 4, LANES>(j, et, slopes, n, m, i, c0, delta),
+                    (true, false) => deltas::<M, 4, 1>(j, et, slopes, n, m, i, c0, delta),
+                    (false, true) => deltas::<M, 1, LANES>(j, et, slopes, n, m, i, c0, delta),
+                    (false, false) => deltas::<M, 1, 1>(j, et, slopes, n, m, i, c0, delta),
+                }
+                c0 += if full { LANES } else { 1 };
+            }
+            i += if four { 4 } else { 1 };
         }
     }
 }
 
-/// `z_c = b + sum_i J_oi h_ic` for the `W` data points from `c0`, with
-/// four running sums over the units so that their chains of multiply-adds
-/// overlap.
+/// `z_bc = sum_i J_bi h_ic` for the `B` outputs whose rows of `J` start
+/// `j`, every data point, in one pass over `h`: `S` running sums per
+/// output over the units (`B S` chains of multiply-adds in flight), eight
+/// data points at a time.
 #[inline(always)]
-fn readout_chunk<M: MulAdd, const W: usize>(
-    jo: &[f64],
+fn outputs<M: MulAdd, const B: usize, const S: usize>(
+    j: &[f64],
     h: &[f64],
+    n: usize,
+    m: usize,
+    z: &mut [f64],
+) {
+    let mut c0 = 0;
+    while c0 + LANES <= m {
+        outputs_chunk::<M, B, S, LANES>(j, h, n, m, c0, z);
+        c0 += LANES;
+    }
+    for c0 in c0..m {
+        outputs_chunk::<M, B, S, 1>(j, h, n, m, c0, z);
+    }
+}
+
+/// [`outputs`] for the `W` data points from `c0`.
+#[inline(always)]
+fn outputs_chunk<M: MulAdd, const B: usize, const S: usize, const W: usize>(
+    j: &[f64],
+    h: &[f64],
+    n: usize,
     m: usize,
     c0: usize,
-    b: f64,
-    zo: &mut [f64],
+    z: &mut [f64],
 ) {
-    let n = jo.len();
-    let mut acc = [[0.0; W]; 4];
+    let mut acc = [[[0.0; W]; S]; B];
     let mut i = 0;
-    while i + 4 <= n {
-        for (q, acc) in acc.iter_mut().enumerate() {
-            let hi: &[f64; W] = h[(i + q) * m + c0..][..W].try_into().unwrap();
-            for l in 0..W {
-                acc[l] = M::fma(jo[i + q], hi[l], acc[l]);
+    while i + S <= n {
+        for q in 0..S {
+            let hv: &[f64; W] = h[(i + q) * m + c0..][..W].try_into().unwrap();
+            for (b, acc) in acc.iter_mut().enumerate() {
+                let w = j[b * n + i + q];
+                for l in 0..W {
+                    acc[q][l] = M::fma(w, hv[l], acc[q][l]);
+                }
             }
         }
-        i += 4;
+        i += S;
     }
     for i in i..n {
-        let hi: &[f64; W] = h[i * m + c0..][..W].try_into().unwrap();
-        for l in 0..W {
-            acc[0][l] = M::fma(jo[i], hi[l], acc[0][l]);
+        let hv: &[f64; W] = h[i * m + c0..][..W].try_into().unwrap();
+        for (b, acc) in acc.iter_mut().enumerate() {
+            let w = j[b * n + i];
+            for l in 0..W {
+                acc[0][l] = M::fma(w, hv[l], acc[0][l]);
+            }
         }
     }
-    for l in 0..W {
-        zo[c0 + l] = b + ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
+    for (b, acc) in acc.iter().enumerate() {
+        for l in 0..W {
+            let mut sum = acc[0][l];
+            for part in &acc[1..] {
+                sum += part[l];
+            }
+            z[b * m + c0 + l] = sum;
+        }
+    }
+}
+
+/// `delta_ic = s_ic sum_o J_oi e_oc` for the `U` units from `i0` and the
+/// `W` data points from `c0`: `U` independent sums over the outputs.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn deltas<M: MulAdd, const U: usize, const W: usize>(
+    j: &[f64],
+    et: &[f64],
+    slopes: &[f64],
+    n: usize,
+    m: usize,
+    i0: usize,
+    c0: usize,
+    delta: &mut [f64],
+) {
+    let k = j.len() / n;
+    let mut acc = [[0.0; W]; U];
+    for o in 0..k {
+        let eo: &[f64; W] = et[o * m + c0..][..W].try_into().unwrap();
+        for (q, acc) in acc.iter_mut().enumerate() {
+            let w = j[o * n + i0 + q];
+            for l in 0..W {
+                acc[l] = M::fma(w, eo[l], acc[l]);
+            }
+        }
+    }
+    for (q, acc) in acc.iter().enumerate() {
+        let at = (i0 + q) * m + c0;
+        let si: &[f64; W] = slopes[at..][..W].try_into().unwrap();
+        let di: &mut [f64; W] = (&mut delta[at..][..W]).try_into().unwrap();
+        for l in 0..W {
+            di[l] = acc[l] * si[l];
+        }
     }
 }
 
@@ -804,7 +883,8 @@ mod tests {
             let mut margins = Vec::new();
             field.last_margins(&mut margins);
 
-            let by_pair: Vec<f64> = (0..n * m).map(|p| du[coords.index(p)]).collect();
+            let mut by_pair = vec![0.0; n * m];
+            coords.by_point(&du, &mut by_pair);
             assert!(
                 gap(&by_pair, &du_w) < 1e-12,
                 "trains {trains}: {:e}",

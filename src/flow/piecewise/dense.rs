@@ -29,7 +29,7 @@ use ode_solvers::DVector;
 
 use super::event::{self, EventPoint};
 use super::locate::{curve_exit, illinois};
-use super::mode::{Mode, Pair, Setup};
+use super::mode::{Mode, Setup};
 use super::preact::{Coordinates, HeldUnits, PreactField};
 use super::watch::Lead;
 use super::{ZENO_EVENTS, shortest};
@@ -267,7 +267,7 @@ impl<'s, 'a> Run<'s, 'a> {
                 return true;
             }
             field.last_margins(&mut end_margins);
-            let mut best = earliest_crossing(setup, mode, step, &mut lo, &mut hi);
+            let mut best = earliest_crossing(setup, &field, step, &mut lo, &mut hi);
             let prev = prev_margins.as_deref();
             if let Some(r) =
                 earliest_release(setup, &field, step, prev, &end_margins, probes)
@@ -376,10 +376,12 @@ impl<'s, 'a> Run<'s, 'a> {
 
 /// The earliest crossing of a kink by a free pair within the step, as the
 /// fraction of the step, or `None`. `lo` and `hi` are scratch for the
-/// bounds of every pre-activation over the step.
+/// bounds of every pre-activation over the step; only the pairs whose
+/// bounds reach a kink of their piece by more than the tolerance have
+/// their continuous extension searched.
 fn earliest_crossing(
     setup: &Setup<'_>,
-    mode: &Mode,
+    field: &PreactField<'_, '_>,
     step: &Step<'_>,
     lo: &mut [f64],
     hi: &mut [f64],
@@ -388,33 +390,45 @@ fn earliest_crossing(
     let tol = setup.tol_u;
     let (n, m) = (setup.n, setup.m);
     let mut best: Option<(f64, Lead)> = None;
-    // In the state's order (unit by unit), without a division per pair.
-    for (at_state, pair) in (0..n)
-        .flat_map(|i| (0..m).map(move |c| c * n + i))
-        .enumerate()
-    {
-        let Pair::Free(piece) = mode.pairs[pair] else {
-            continue;
-        };
-        let (below, above) = setup.piece_bounds(piece as usize);
+    for at in reaching(lo, hi, &field.below, &field.above, tol) {
+        let (i, c) = (at / m, at % m);
+        let pair = c * n + i;
         let exits = [
-            below
-                .filter(|&at| lo[at_state] < at - tol)
-                .map(|at| (at, 1.0, piece as usize - 1)),
-            above
-                .filter(|&at| hi[at_state] > at + tol)
-                .map(|at| (at, -1.0, piece as usize)),
+            (lo[at] < field.below[at] - tol).then(|| (field.below[at], 1.0)),
+            (hi[at] > field.above[at] + tol).then(|| (field.above[at], -1.0)),
         ];
-        for (at, sign, kink) in exits.into_iter().flatten() {
-            let curve = step.curve(at_state).affine(at, sign);
+        for (kink_at, sign) in exits.into_iter().flatten() {
+            let curve = step.curve(at).affine(kink_at, sign);
             if let Some(s) = curve_exit(&curve, tol) {
                 if best.is_none_or(|(b, _)| s < b) {
+                    let kink = setup
+                        .kinks
+                        .iter()
+                        .position(|k| k.at == kink_at)
+                        .expect("a piece is bounded by kinks");
                     best = Some((s, Lead::Crossing { pair, kink }));
                 }
             }
         }
     }
     best
+}
+
+/// The state indices whose bounds `[lo, hi]` over the step reach past a
+/// bounding kink by more than `tol`, found eight at a time.
+fn reaching<'v>(
+    lo: &'v [f64],
+    hi: &'v [f64],
+    below: &'v [f64],
+    above: &'v [f64],
+    tol: f64,
+) -> impl Iterator<Item = usize> + 'v {
+    let out = move |s: usize| lo[s] < below[s] - tol || hi[s] > above[s] + tol;
+    (0..lo.len().div_ceil(8)).flat_map(move |ch| {
+        let range = ch * 8..(ch * 8 + 8).min(lo.len());
+        let any = range.clone().fold(false, |a, s| a | out(s));
+        range.filter(move |&s| any && out(s))
+    })
 }
 
 /// The earliest release of a sliding pair within the step, as the

@@ -35,7 +35,7 @@ use std::cell::RefCell;
 
 use nalgebra::DMatrix;
 
-use super::mode::{Mode, Pair, Setup, margin, solve_factored};
+use super::mode::{Mode, Pair, Setup};
 use super::sliding::{cholesky, cholesky_solve};
 use crate::activation::Activation;
 use crate::fastmath::{MulAdd, dot, sigmoid_with};
@@ -215,10 +215,10 @@ pub(super) struct Held {
     pub points: Vec<usize>,
     /// The kink each point is on.
     pub kinks: Vec<usize>,
-    /// Cholesky factor of `G_SS`.
-    chol: Vec<f64>,
-    /// The reciprocals of its diagonal.
-    inv_diag: Vec<f64>,
+    /// `G_SS^-1`, row-major: the release margins need `G_SS^-1 v_S` at
+    /// every step, as independent dot products rather than the chains of
+    /// a triangular solve.
+    inverse: Vec<f64>,
     /// `G_SS^-1 G_(S,:)`, a row of `M` per sliding point: the free pairs'
     /// motion `v_S` on the set is undone by `du_i -= sum_a v_a row_a`.
     push: Vec<f64>,
@@ -295,12 +295,19 @@ impl HeldUnits {
                     push[a * m + c] = col[a];
                 }
             }
+            let mut inverse = vec![0.0; s * s];
+            for a in 0..s {
+                col.fill(0.0);
+                col[a] = 1.0;
+                cholesky_solve(&chol, s, &mut col);
+                // Symmetric: column a is row a.
+                inverse[a * s..(a + 1) * s].copy_from_slice(&col);
+            }
             *slot = Some(Held {
                 unit: i,
                 kinks: on.iter().map(|&(_, k)| k).collect(),
                 points,
-                inv_diag: (0..s).map(|k| 1.0 / chol[k * s + k]).collect(),
-                chol,
+                inverse,
                 push,
             });
         }
@@ -367,6 +374,14 @@ pub(super) struct PreactField<'s, 'a> {
     /// The held sets, each with where its pairs start in `v` and in the
     /// release margins.
     held: Vec<(&'s Held, usize)>,
+    /// Each sliding pair's slope interval, as the release margins.
+    slope_lo: Vec<f64>,
+    slope_hi: Vec<f64>,
+    /// The kinks bounding each free pair's piece, below and above
+    /// (infinite where there is none, and for held pairs), as `U`.
+    pub below: Vec<f64>,
+    /// See `below`.
+    pub above: Vec<f64>,
     scratch: RefCell<Scratch>,
 }
 
@@ -397,11 +412,31 @@ impl<'s, 'a> PreactField<'s, 'a> {
         };
         let mut slopes = vec![0.0; n * m];
         transpose(&mode.slopes(setup), m, n, &mut slopes);
+        let (slope_lo, slope_hi) = held
+            .iter()
+            .flat_map(|(h, _)| &h.kinks)
+            .map(|&k| setup.kinks[k].slope_range())
+            .unzip();
+        let (mut below, mut above) =
+            (vec![f64::NEG_INFINITY; n * m], vec![f64::INFINITY; n * m]);
+        for i in 0..n {
+            for c in 0..m {
+                if let Pair::Free(piece) = mode.pairs[c * n + i] {
+                    let (lo, hi) = setup.piece_bounds(piece as usize);
+                    below[i * m + c] = lo.unwrap_or(f64::NEG_INFINITY);
+                    above[i * m + c] = hi.unwrap_or(f64::INFINITY);
+                }
+            }
+        }
         PreactField {
             setup,
             coords,
             slopes,
             held,
+            slope_lo,
+            slope_hi,
+            below,
+            above,
             scratch: RefCell::new(scratch),
         }
     }
@@ -453,20 +488,9 @@ impl<'s, 'a> PreactField<'s, 'a> {
     /// motion `v`: the coefficients `beta = M G_SS^-1 v_S` (`beta_c = (J^T
     /// e)_ic alpha_c`), in the sets' order.
     fn margins_of(&self, j: &[f64], e: &[f64], v: &[f64], out: &mut [f64]) {
-        let setup = self.setup;
-        let m = setup.m as f64;
-        for &(held, offset) in &self.held {
-            let s = held.points.len();
-            let beta = &mut out[offset..offset + s];
-            beta.iter_mut()
-                .zip(&v[offset..])
-                .for_each(|(b, &va)| *b = m * va);
-            solve_factored(&held.chol, &held.inv_diag, beta);
-            for (a, (&c, &k)) in held.points.iter().zip(&held.kinks).enumerate() {
-                let g = setup.back_error(j, e, c, held.unit);
-                beta[a] = margin(&setup.kinks[k], beta[a], g);
-            }
-        }
+        let (n, k) = (self.setup.n, self.setup.k);
+        let lo = (&self.slope_lo[..], &self.slope_hi[..]);
+        release_margins(&self.held, self.setup.m, n, k, j, e, v, lo, out);
     }
 
     fn readout_pass(&self, u: &[f64], j: &[f64], b_out: &[f64], sc: &mut Scratch) {
@@ -807,6 +831,54 @@ fn push_chunk<M: MulAdd, const W: usize>(
         }
     }
     *out = acc;
+}
+
+crate::simd_fn! {
+    /// [`PreactField::margins_of`]: each held set's coefficients `beta =
+    /// M G_SS^-1 v_S` (by its explicit inverse), each pair's back-propagated error `g = (J^T e)_ic`,
+    /// then `alpha = beta / g` and its margin `min(alpha - lo, hi - alpha)
+    /// / (hi - lo)` in one vectorised pass (-1 where `alpha` is not
+    /// finite), as [`super::mode::margin`] computes it.
+    #[allow(clippy::too_many_arguments)]
+    fn release_margins(
+        held: &[(&Held, usize)],
+        m: usize,
+        n: usize,
+        k: usize,
+        j: &[f64],
+        e: &[f64],
+        v: &[f64],
+        slopes: (&[f64], &[f64]),
+        out: &mut [f64],
+    ) {
+        let total = out.len();
+        let mut g = vec![0.0; total];
+        for &(unit, offset) in held {
+            let s = unit.points.len();
+            let vs = &v[offset..offset + s];
+            for (a, b) in out[offset..offset + s].iter_mut().enumerate() {
+                let row = &unit.inverse[a * s..(a + 1) * s];
+                let mut sum = 0.0;
+                for (r, va) in row.iter().zip(vs) {
+                    sum = M::fma(*r, *va, sum);
+                }
+                *b = m as f64 * sum;
+            }
+            for (ga, &c) in g[offset..offset + s].iter_mut().zip(&unit.points) {
+                let mut sum = 0.0;
+                for o in 0..k {
+                    sum += j[o * n + unit.unit] * e[c * k + o];
+                }
+                *ga = sum;
+            }
+        }
+        let (lo, hi) = slopes;
+        for a in 0..total {
+            let alpha = out[a] / g[a];
+            let inside = (alpha - lo[a]).min(hi[a] - alpha) / (hi[a] - lo[a]);
+            out[a] = if alpha.is_finite() { inside } else { -1.0 };
+        }
+    }
 }
 
 /// The readout's gradient flow: `dJ_oi = scale sum_c e_oc h_ic`, `db_out_o

@@ -1,9 +1,16 @@
-//! The paper-size ReLU flow (cube task d = 3, k = 1, c = c_max / 2,
-//! D = 100, N = 128, BCE, readout frozen; the built-in default scenario's
-//! net and initial weights) to t = 1000: the event-driven
-//! path, in full weight space and in reduced coordinates, timed by
-//! criterion, and printed side by side with the plain solver path under a
-//! step budget.
+//! ReLU flows by the event-driven path, in weight space (`W`, `b`, events
+//! landed on) and in pre-activation coordinates (`U = W X + b`, events on
+//! the continuous extension), side by side on the same nets and initial
+//! weights:
+//!
+//! - the paper-size net (the built-in default scenario's: cube task `d =
+//!   3`, `k = 1`, `c = c_max / 2`, `D = 100`, `N = 128`, BCE, readout
+//!   frozen) to `t = 1000` (quick group `relu_flow`);
+//! - the study's `d = 5`, `k = 5` net at `c = c_max / 2` to `t = 7900`,
+//!   the study files' end time (full group `relu_flow_d5`).
+//!
+//! Before timing it prints each flow's work, and the plain solver path of
+//! the paper-size net under a step budget, which the kinks stall.
 
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
@@ -12,19 +19,30 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use repflow::flow::integrator::Solver;
 use repflow::flow::smooth::{FlowData, FlowSettings};
-use repflow::flow::{self, piecewise, smooth};
+use repflow::flow::{self, smooth};
 use repflow::plan::Plan;
 use repflow::scenario::{Scenario, Source};
 use repflow::trajectory::Trajectory;
 
-/// The built-in default scenario's net with a ReLU: the paper-size net
-/// exactly as `repflow run` builds it.
-fn paper_plan() -> Plan {
+/// A ReLU net exactly as `repflow run` builds it from `task` (the lines of
+/// a `[task]` table; empty for the default scenario's).
+fn plan(task: &str) -> Plan {
     let src = Source {
         file: "bench".into(),
-        text: "[network]\nactivations = [\"relu\"]\n".into(),
+        text: format!("[task]\n{task}\n[network]\nactivations = [\"relu\"]\n"),
     };
     Plan::build(Scenario::parse(&src).unwrap(), src).unwrap()
+}
+
+/// The paper-size net, to `t = 1000`.
+fn paper() -> (Plan, f64) {
+    (plan(""), 1000.0)
+}
+
+/// The study's `d = 5`, `k = 5` net at half the largest alignment, to the
+/// study files' `t = 7900`.
+fn d5() -> (Plan, f64) {
+    (plan("d = 5\nk = 5\nc_fraction = 0.5"), 7900.0)
 }
 
 /// The flow's data: the plan's conditions, trained on and evaluated on.
@@ -36,16 +54,18 @@ fn conditions(plan: &Plan) -> FlowData<'_> {
     }
 }
 
-fn settings(solver: Solver, max_steps: u64, reduced: bool) -> FlowSettings {
+/// Dopri5 at the default tolerances, saved at five times to `t_end`, in
+/// reduced coordinates; in pre-activation coordinates when asked.
+fn settings(t_end: f64, max_steps: u64, preactivations: bool) -> FlowSettings {
     FlowSettings {
-        solver,
+        solver: Solver::Dopri5,
         rtol: 1e-8,
         atol: 1e-10,
         max_steps,
-        save_times: vec![0.0, 1.0, 10.0, 100.0, 1000.0],
-        reduced,
+        save_times: vec![0.0, 1e-3 * t_end, 1e-2 * t_end, 1e-1 * t_end, t_end],
+        reduced: true,
         plain_kinks: false,
-        preactivations: false,
+        preactivations,
     }
 }
 
@@ -61,7 +81,7 @@ fn count(tr: &Trajectory, name: &str) -> u64 {
 fn report(label: &str, tr: &Trajectory, seconds: f64) {
     let outcome = tr.outcome.as_ref().expect("finished");
     eprintln!(
-        "{label:>16}: {} at t = {:.4}, {} rhs evals, {} events, {:.3} s",
+        "{label:>28}: {} at t = {:.4}, {} rhs evals, {} events, {:.3} s",
         outcome.reason,
         outcome.t_reached,
         count(tr, "rhs_evals"),
@@ -70,59 +90,58 @@ fn report(label: &str, tr: &Trajectory, seconds: f64) {
     );
 }
 
-/// The plain path with a 20000-step budget against the event-driven one.
+/// Every flow once, with its work; the plain path with a 20000-step
+/// budget.
 fn side_by_side() {
-    let plan = paper_plan();
-    let (model, init, data) =
-        (&plan.runs[0].model, &plan.runs[0].init, conditions(&plan));
     let stop = AtomicBool::new(false);
-
-    for solver in [Solver::Dop853, Solver::Dopri5] {
-        let clock = Instant::now();
-        let s = settings(solver, 20_000, false);
-        let plain = smooth::integrate(model, init, data, &s, &stop);
-        report(
-            &format!("plain {}", solver.name()),
-            &plain,
-            clock.elapsed().as_secs_f64(),
-        );
-
-        let clock = Instant::now();
-        let s = settings(solver, 2_000_000, false);
-        let events = piecewise::integrate(model, init, data, &s, &stop);
-        let label = format!("events {}", solver.name());
-        report(&label, &events, clock.elapsed().as_secs_f64());
-
-        let clock = Instant::now();
-        let s = settings(solver, 2_000_000, true);
-        let reduced = flow::integrate(model, init, data, &s, &stop);
-        let label = format!("reduced {}", solver.name());
-        report(&label, &reduced, clock.elapsed().as_secs_f64());
+    for (name, (plan, t_end)) in [("paper net", paper()), ("d = 5, k = 5", d5())] {
+        let (model, init, data) =
+            (&plan.runs[0].model, &plan.runs[0].init, conditions(&plan));
+        if name == "paper net" {
+            let clock = Instant::now();
+            let mut s = settings(t_end, 20_000, false);
+            s.plain_kinks = true;
+            let plain = smooth::integrate(model, init, data, &s, &stop);
+            report(
+                &format!("{name}, plain"),
+                &plain,
+                clock.elapsed().as_secs_f64(),
+            );
+        }
+        for (preactivations, coords) in [(false, "weights"), (true, "pre-activations")] {
+            let clock = Instant::now();
+            let s = settings(t_end, 2_000_000, preactivations);
+            let tr = flow::integrate(model, init, data, &s, &stop);
+            let seconds = clock.elapsed().as_secs_f64();
+            report(&format!("{name}, {coords}"), &tr, seconds);
+        }
     }
 }
 
-fn relu_flow(c: &mut Criterion) {
-    side_by_side();
-    let plan = paper_plan();
+/// Both coordinate systems on one net, timed.
+fn both(c: &mut Criterion, group: &str, (plan, t_end): (Plan, f64)) {
     let (model, init, data) =
         (&plan.runs[0].model, &plan.runs[0].init, conditions(&plan));
     let stop = AtomicBool::new(false);
-    let mut group = c.benchmark_group("relu_flow");
+    let mut group = c.benchmark_group(group);
     group.sample_size(10);
-    for solver in [Solver::Dopri5, Solver::Dop853] {
-        let s = settings(solver, 2_000_000, false);
-        let name = format!("paper_net_to_t1000_{}", solver.name());
-        group.bench_function(name, |b| {
-            b.iter(|| black_box(piecewise::integrate(model, init, data, &s, &stop)))
-        });
-        let s = settings(solver, 2_000_000, true);
-        let name = format!("paper_net_to_t1000_{}_reduced", solver.name());
-        group.bench_function(name, |b| {
+    for (preactivations, coords) in [(false, "weights"), (true, "preactivations")] {
+        let s = settings(t_end, 2_000_000, preactivations);
+        group.bench_function(coords, |b| {
             b.iter(|| black_box(flow::integrate(model, init, data, &s, &stop)))
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, relu_flow);
+fn quick(c: &mut Criterion) {
+    side_by_side();
+    both(c, "relu_flow", paper());
+}
+
+fn full(c: &mut Criterion) {
+    both(c, "relu_flow_d5", d5());
+}
+
+criterion_group!(benches, quick, full);
 criterion_main!(benches);

@@ -136,16 +136,7 @@ impl Step<'_> {
     /// The continuous extension of component `i` over the step.
     pub fn curve(&self, i: usize) -> DenseCurve {
         let h = self.t - self.t_old;
-        let k = |s: usize| self.k[s][i];
-        let (y0, y1) = (self.y_old[i], self.y[i]);
-        let diff = y1 - y0;
-        let bspl = h * k(0) - diff;
-        let r4 = diff - h * k(6) - bspl;
-        let r5 =
-            h * (D1 * k(0) + D3 * k(2) + D4 * k(3) + D5 * k(4) + D6 * k(5) + D7 * k(6));
-        DenseCurve {
-            c: [y0, diff, bspl, r4, r5],
-        }
+        DenseCurve::of(self.k, self.y_old, self.y, h, i)
     }
 
     /// For each of the first `lo.len()` components, the smallest and
@@ -169,7 +160,28 @@ pub struct DenseCurve {
 }
 
 impl DenseCurve {
+    /// Component `i`'s curve over the step from `y0` to `y1` of size `h`
+    /// with stages `k` (Hairer, Nørsett and Wanner's DOPRI5 coefficients).
+    #[inline(always)]
+    fn of(k: &[Vec<f64>; 7], y0: &[f64], y1: &[f64], h: f64, i: usize) -> Self {
+        let [k1, _, k3, k4, k5, k6, k7] = k;
+        let diff = y1[i] - y0[i];
+        let bspl = h * k1[i] - diff;
+        let r4 = diff - h * k7[i] - bspl;
+        let r5 = h
+            * (D1 * k1[i]
+                + D3 * k3[i]
+                + D4 * k4[i]
+                + D5 * k5[i]
+                + D6 * k6[i]
+                + D7 * k7[i]);
+        DenseCurve {
+            c: [y0[i], diff, bspl, r4, r5],
+        }
+    }
+
     /// The value at `theta`.
+    #[inline(always)]
     pub fn at(&self, theta: f64) -> f64 {
         let [y0, d, b, r4, r5] = self.c;
         let t1 = 1.0 - theta;
@@ -193,12 +205,13 @@ impl DenseCurve {
     /// The coefficients in the degree-4 Bernstein basis: the curve lies
     /// between their smallest and largest on `[0, 1]` (the convex hull
     /// property), and equals the first and last at the ends.
+    #[inline(always)]
     pub fn bernstein(&self) -> [f64; 5] {
         let [y0, d, b, r4, r5] = self.c;
         [
             y0,
             y0 + 0.25 * (d + b),
-            y0 + 0.5 * d + b / 3.0 + (r4 + r5) / 6.0,
+            y0 + 0.5 * d + b * (1.0 / 3.0) + (r4 + r5) * (1.0 / 6.0),
             y0 + 0.75 * d + 0.25 * (b + r4),
             y0 + d,
         ]
@@ -216,26 +229,11 @@ crate::simd_fn! {
         hi: &mut [f64],
     ) {
         let n = lo.len();
-        let [k1, _, k3, k4, k5, k6, k7] = k;
-        let (k1, k3, k4, k5, k6, k7) =
-            (&k1[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n], &k7[..n]);
-        let (y0, y1, hi) = (&y0[..n], &y1[..n], &mut hi[..n]);
+        let hi = &mut hi[..n];
         for i in 0..n {
-            let d = y1[i] - y0[i];
-            let b = h * k1[i] - d;
-            let r4 = d - h * k7[i] - b;
-            let r5 = h
-                * (D1 * k1[i]
-                    + D3 * k3[i]
-                    + D4 * k4[i]
-                    + D5 * k5[i]
-                    + D6 * k6[i]
-                    + D7 * k7[i]);
-            let b1 = y0[i] + 0.25 * (d + b);
-            let b2 = y0[i] + 0.5 * d + b * (1.0 / 3.0) + (r4 + r5) * (1.0 / 6.0);
-            let b3 = y0[i] + 0.75 * d + 0.25 * (b + r4);
-            lo[i] = y0[i].min(y1[i]).min(b1.min(b2).min(b3));
-            hi[i] = y0[i].max(y1[i]).max(b1.max(b2).max(b3));
+            let [b0, b1, b2, b3, b4] = DenseCurve::of(k, y0, y1, h, i).bernstein();
+            lo[i] = b0.min(b4).min(b1.min(b2).min(b3));
+            hi[i] = b0.max(b4).max(b1.max(b2).max(b3));
         }
     }
 }
@@ -244,24 +242,8 @@ crate::simd_fn! {
     /// The fourth-order continuous extension at `t_old + theta h` of the
     /// step from `y0` to `y1` with stages `k`.
     fn dense(k: &[Vec<f64>; 7], y0: &[f64], y1: &[f64], h: f64, theta: f64, out: &mut [f64]) {
-        let n = out.len();
-        let theta1 = 1.0 - theta;
-        let [k1, _, k3, k4, k5, k6, k7] = k;
-        let (k1, k3, k4, k5, k6, k7) =
-            (&k1[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n], &k7[..n]);
-        let (y0, y1) = (&y0[..n], &y1[..n]);
-        for i in 0..n {
-            let diff = y1[i] - y0[i];
-            let bspl = h * k1[i] - diff;
-            let r4 = diff - h * k7[i] - bspl;
-            let r5 = h
-                * (D1 * k1[i]
-                    + D3 * k3[i]
-                    + D4 * k4[i]
-                    + D5 * k5[i]
-                    + D6 * k6[i]
-                    + D7 * k7[i]);
-            out[i] = y0[i] + theta * (diff + theta1 * (bspl + theta * (r4 + theta1 * r5)));
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = DenseCurve::of(k, y0, y1, h, i).at(theta);
         }
     }
 }

@@ -22,7 +22,7 @@
 //! evaluations, per event).
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use ode_solvers::DVector;
@@ -32,14 +32,12 @@ use super::locate::{curve_exit, illinois};
 use super::mode::{Mode, Setup};
 use super::preact::{Coordinates, HeldUnits, PreactField};
 use super::watch::Lead;
-use super::{ZENO_EVENTS, shortest};
+use super::{Seen, ZenoWatch, event_counts, shortest};
 use crate::flow::dopri5::Step;
-use crate::flow::integrator::{Halt, Integrator};
+use crate::flow::integrator::Integrator;
 use crate::flow::smooth::{FlowData, FlowSettings};
 use crate::network::{Model, Params};
-use crate::trajectory::{
-    EventKind, KinkEvent, Outcome, Recorder, StopReason, Trajectory,
-};
+use crate::trajectory::{KinkEvent, Outcome, Recorder, StopReason, Trajectory};
 
 /// Integrates the piecewise-smooth flow of `model` from `init` in
 /// pre-activation coordinates and saves it at `settings.save_times`, as
@@ -156,20 +154,11 @@ struct Run<'s, 'a> {
     events: Vec<KinkEvent>,
     probes: u64,
     segments: u64,
-    last_event_at: f64,
-    same_time: u32,
+    zeno: ZenoWatch,
     /// The sliding sets of the mode.
     held: HeldUnits,
     /// Whether `held` is up to date with `mode`.
     held_current: bool,
-}
-
-/// What stopped a segment's steps.
-enum Seen {
-    Nothing,
-    Event(f64),
-    Diverged,
-    Interrupted,
 }
 
 impl<'s, 'a> Run<'s, 'a> {
@@ -204,8 +193,7 @@ impl<'s, 'a> Run<'s, 'a> {
             events: Vec::new(),
             probes: 0,
             segments: 0,
-            last_event_at: f64::NEG_INFINITY,
-            same_time: 0,
+            zeno: ZenoWatch::new(),
             held: HeldUnits::new(setup.n),
             held_current: false,
         }
@@ -213,21 +201,8 @@ impl<'s, 'a> Run<'s, 'a> {
 
     /// The named counts of the outcome.
     fn counts(&self) -> Vec<(&'static str, u64)> {
-        let s = self.int.stats;
-        let episodes = self
-            .events
-            .iter()
-            .filter(|e| e.kind == EventKind::StartSliding)
-            .count() as u64;
-        vec![
-            ("rhs_evals", s.rhs_evals),
-            ("accepted_steps", s.accepted),
-            ("rejected_steps", s.rejected),
-            ("events", self.events.len() as u64),
-            ("segments", self.segments),
-            ("sliding_episodes", episodes),
-            ("probes", self.probes),
-        ]
+        let own = ("probes", self.probes);
+        event_counts(self.int.stats, 0, &self.events, self.segments, own)
     }
 
     /// Integrates in the current mode toward the last saved time, saving
@@ -258,12 +233,8 @@ impl<'s, 'a> Run<'s, 'a> {
         let (mode, interrupt) = (&self.mode, self.interrupt);
         let probes = &mut self.probes;
         let observer = |step: &Step<'_>| {
-            if !step.y.iter().chain(step.f).all(|v| v.is_finite()) {
-                seen = Seen::Diverged;
-                return true;
-            }
-            if interrupt.load(Ordering::Relaxed) {
-                seen = Seen::Interrupted;
+            if let Some(stop) = Seen::before_events(step.y, step.f, interrupt) {
+                seen = stop;
                 return true;
             }
             field.last_margins(&mut end_margins);
@@ -311,23 +282,17 @@ impl<'s, 'a> Run<'s, 'a> {
             .int
             .advance_dense(&field, self.t, t_end, &mut self.y, observer);
         self.t = r.t;
-        match (r.halt, seen) {
-            (None, _) => Ok(()),
-            (Some(Halt::Budget), _) => Err(StopReason::StepBudget),
-            (Some(Halt::Underflow), _) => Err(StopReason::StepSizeUnderflow),
-            (Some(Halt::Observer), Seen::Diverged) => Err(StopReason::Diverged),
-            (Some(Halt::Observer), Seen::Event(t)) => {
-                self.t = t;
-                self.y.as_mut_slice().copy_from_slice(&at_event);
-                let mut margins = vec![0.0; field.sliding_pairs()];
-                let mut errors = vec![0.0; setup.m * setup.k];
-                field.margins_and_errors(self.y.as_slice(), &mut margins, &mut errors);
-                self.probes += 1;
-                drop(field);
-                self.apply(&margins, &errors)
-            }
-            (Some(Halt::Observer), _) => Err(StopReason::Interrupted),
-        }
+        let Some(t) = seen.ending(r.halt)? else {
+            return Ok(());
+        };
+        self.t = t;
+        self.y.as_mut_slice().copy_from_slice(&at_event);
+        let mut margins = vec![0.0; field.sliding_pairs()];
+        let mut errors = vec![0.0; setup.m * setup.k];
+        field.margins_and_errors(self.y.as_slice(), &mut margins, &mut errors);
+        self.probes += 1;
+        drop(field);
+        self.apply(&margins, &errors)
     }
 
     /// Brings the held sets up to the current mode.
@@ -346,8 +311,6 @@ impl<'s, 'a> Run<'s, 'a> {
     /// exactly on their kinks.
     fn apply(&mut self, margins: &[f64], errors: &[f64]) -> Result<(), StopReason> {
         let (setup, coords) = (self.setup, self.coords);
-        let progressed = self.t > self.last_event_at;
-        self.last_event_at = self.t;
 
         let y = self.y.as_slice();
         let mut u = vec![0.0; setup.n * setup.m];
@@ -362,15 +325,7 @@ impl<'s, 'a> Run<'s, 'a> {
         event::handle(setup, &mut self.mode, &point, &mut self.events);
         self.hold_sets()?;
         coords.hold_on_kinks(setup, &self.held, self.y.as_mut_slice());
-
-        self.same_time = if progressed { 0 } else { self.same_time + 1 };
-        if self.same_time >= ZENO_EVENTS {
-            return Err(StopReason::Failed(format!(
-                "Zeno cascade: {ZENO_EVENTS} events without time moving on at t = {}",
-                self.t
-            )));
-        }
-        Ok(())
+        self.zeno.note(self.t)
     }
 }
 

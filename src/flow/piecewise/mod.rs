@@ -2,10 +2,15 @@
 //!
 //! For a piecewise-linear activation the right-hand side `-grad L` jumps
 //! on the surfaces `u_ci = kink` (one per data point `c`, hidden unit `i`
-//! and kink). This path integrates it event by event. A *mode* freezes,
+//! and kink). It is integrated event by event, on one of two paths that
+//! share the modes, the event decisions and the sliding programme: in
+//! weight space ([`integrate`], below), and on few data points in
+//! pre-activation coordinates ([`integrate_preactivations`]; see
+//! `preact.rs` and `dense.rs`), where the kinks are coordinate planes and
+//! events are found on the solver's continuous extension. A *mode* freezes,
 //! for every pair `(c, i)`, the piece `u_ci` lies on or the kink it is held
 //! on; inside a mode the field is smooth and Dopri5 or Dop853 keep their
-//! full order ([`mode`]). After every accepted step the pre-activations
+//! full order ([`mode`]). In weight space, after every accepted step the pre-activations
 //! and the sliding coefficients are checked ([`watch`]); the earliest
 //! change is located with cubic Hermite interpolation and Illinois root
 //! finding and then reached exactly by integrating from the step's start
@@ -30,10 +35,11 @@
 //! kinks by the smallest change of `(w_i, b_i)` (of `w_i` when `b_i` is
 //! frozen).
 //!
-//! Work: each located event costs about two landings (short solves from
-//! the step start), and these dominate the right-hand-side count of a run
-//! with many events; the outcome counts them as `landings`. A saved time
-//! less than about 1e3 ulps after the current time is taken as reached.
+//! Work: in weight space each located event costs about two landings
+//! (short solves from the step start), and these dominate the
+//! right-hand-side count of a run with many events; the outcome counts
+//! them as `landings`. A saved time less than about 1e3 ulps after the
+//! current time is taken as reached.
 //!
 //! Accuracy: between events, the solver's tolerances; events are placed to
 //! `|u - kink| <= atol` (crossings) or to `1e-10` of the slope interval
@@ -71,7 +77,7 @@ use ode_solvers::DVector;
 use self::event::EventPoint;
 use self::mode::{FrozenField, Mode, Setup};
 use self::watch::{Lead, Snapshot, earliest, lead_value};
-use super::integrator::{Halt, Integrator, VectorField};
+use super::integrator::{Halt, Integrator, SolverStats, VectorField};
 use super::smooth::{FlowData, FlowSettings};
 use crate::network::{Model, Params, Workspace};
 use crate::trajectory::{
@@ -170,17 +176,99 @@ struct Run<'s, 'a> {
     extra_evals: u64,
     segments: u64,
     landings: u64,
-    last_event_at: f64,
-    same_time: u32,
+    zeno: ZenoWatch,
     diagnostics: Diagnostics,
 }
 
-/// Why a step was stopped by the observer.
-enum Seen {
+/// Why a segment's steps were stopped by its observer: an event (what
+/// each path needs to locate or apply it), a non-finite state, or an
+/// interruption.
+enum Seen<E> {
     Nothing,
-    Event(f64, Lead),
+    Event(E),
     Diverged,
     Interrupted,
+}
+
+impl<E> Seen<E> {
+    /// What an accepted step at `(y, f)` shows before any event is looked
+    /// for: a non-finite state or field, or an interruption.
+    fn before_events(y: &[f64], f: &[f64], interrupt: &AtomicBool) -> Option<Self> {
+        if !f.iter().chain(y).all(|v| v.is_finite()) {
+            return Some(Seen::Diverged);
+        }
+        interrupt
+            .load(Ordering::Relaxed)
+            .then_some(Seen::Interrupted)
+    }
+
+    /// How a segment's integration ended: at its end (`None`), at an event
+    /// (`Some`), or with the reason the run stops.
+    fn ending(self, halt: Option<Halt>) -> Result<Option<E>, StopReason> {
+        match (halt, self) {
+            (None, _) => Ok(None),
+            (Some(Halt::Budget), _) => Err(StopReason::StepBudget),
+            (Some(Halt::Underflow), _) => Err(StopReason::StepSizeUnderflow),
+            (Some(Halt::Observer), Seen::Diverged) => Err(StopReason::Diverged),
+            (Some(Halt::Observer), Seen::Event(e)) => Ok(Some(e)),
+            (Some(Halt::Observer), _) => Err(StopReason::Interrupted),
+        }
+    }
+}
+
+/// Events in a row without time moving on, against a Zeno cascade.
+#[derive(Clone, Copy, Debug)]
+struct ZenoWatch {
+    last_event_at: f64,
+    same_time: u32,
+}
+
+impl ZenoWatch {
+    fn new() -> Self {
+        ZenoWatch {
+            last_event_at: f64::NEG_INFINITY,
+            same_time: 0,
+        }
+    }
+
+    /// Notes an event at `t`: an error once [`ZENO_EVENTS`] come in a row
+    /// without time moving on.
+    fn note(&mut self, t: f64) -> Result<(), StopReason> {
+        let progressed = t > self.last_event_at;
+        self.last_event_at = t;
+        self.same_time = if progressed { 0 } else { self.same_time + 1 };
+        if self.same_time >= ZENO_EVENTS {
+            return Err(StopReason::Failed(format!(
+                "Zeno cascade: {ZENO_EVENTS} events without time moving on at t = {t}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The named counts of an event-driven run's outcome: the solver's work
+/// (with `extra_evals` evaluations made outside its steps), the events,
+/// segments and sliding episodes, and the path's own count last.
+fn event_counts(
+    stats: SolverStats,
+    extra_evals: u64,
+    events: &[KinkEvent],
+    segments: u64,
+    own: (&'static str, u64),
+) -> Vec<(&'static str, u64)> {
+    let episodes = events
+        .iter()
+        .filter(|e| e.kind == EventKind::StartSliding)
+        .count() as u64;
+    vec![
+        ("rhs_evals", stats.rhs_evals + extra_evals),
+        ("accepted_steps", stats.accepted),
+        ("rejected_steps", stats.rejected),
+        ("events", events.len() as u64),
+        ("segments", segments),
+        ("sliding_episodes", episodes),
+        own,
+    ]
 }
 
 impl<'s, 'a> Run<'s, 'a> {
@@ -211,8 +299,7 @@ impl<'s, 'a> Run<'s, 'a> {
             extra_evals: 0,
             segments: 0,
             landings: 0,
-            last_event_at: f64::NEG_INFINITY,
-            same_time: 0,
+            zeno: ZenoWatch::new(),
             diagnostics: Diagnostics::default(),
         }
     }
@@ -235,21 +322,9 @@ impl<'s, 'a> Run<'s, 'a> {
 
     /// The named counts of the outcome.
     fn counts(&self) -> Vec<(&'static str, u64)> {
-        let s = self.int.stats;
-        let episodes = self
-            .events
-            .iter()
-            .filter(|e| e.kind == EventKind::StartSliding)
-            .count() as u64;
-        vec![
-            ("rhs_evals", s.rhs_evals + self.extra_evals),
-            ("accepted_steps", s.accepted),
-            ("rejected_steps", s.rejected),
-            ("events", self.events.len() as u64),
-            ("segments", self.segments),
-            ("sliding_episodes", episodes),
-            ("landings", self.landings),
-        ]
+        let (stats, extra) = (self.int.stats, self.extra_evals);
+        let own = ("landings", self.landings);
+        event_counts(stats, extra, &self.events, self.segments, own)
     }
 
     /// Integrates in the current mode until `t_end` or the first event,
@@ -285,17 +360,13 @@ impl<'s, 'a> Run<'s, 'a> {
         let (mode, interrupt) = (&self.mode, self.interrupt);
         let extra = &mut self.extra_evals;
         let observer = |t: f64, y: &[f64], f: &[f64]| {
-            if !f.iter().chain(y).all(|v| v.is_finite()) {
-                seen = Seen::Diverged;
-                return true;
-            }
-            if interrupt.load(Ordering::Relaxed) {
-                seen = Seen::Interrupted;
+            if let Some(stop) = Seen::before_events(y, f, interrupt) {
+                seen = stop;
                 return true;
             }
             cur.fill(setup, &field, (t, y, f), &mut scratch, extra);
             if let Some((s, lead)) = earliest(setup, mode, &prev, &cur) {
-                seen = Seen::Event(s, lead);
+                seen = Seen::Event((s, lead));
                 return true;
             }
             std::mem::swap(&mut prev, &mut cur);
@@ -306,18 +377,12 @@ impl<'s, 'a> Run<'s, 'a> {
             .int
             .advance(&field, self.t, t_end, &mut self.state, observer);
         self.t = r.t;
-        match (r.halt, seen) {
-            (None, _) => Ok(()),
-            (Some(Halt::Budget), _) => Err(StopReason::StepBudget),
-            (Some(Halt::Underflow), _) => Err(StopReason::StepSizeUnderflow),
-            (Some(Halt::Observer), Seen::Diverged) => Err(StopReason::Diverged),
-            (Some(Halt::Observer), Seen::Event(s, lead)) => {
-                let at = self.locate(&field, prev, cur, s, lead)?;
-                self.int.h = h_before;
-                self.apply(at)
-            }
-            (Some(Halt::Observer), _) => Err(StopReason::Interrupted),
-        }
+        let Some((s, lead)) = seen.ending(r.halt)? else {
+            return Ok(());
+        };
+        let at = self.locate(&field, prev, cur, s, lead)?;
+        self.int.h = h_before;
+        self.apply(at)
     }
 
     /// Narrows the bracket `[a, b]` around the earliest event, landing on
@@ -415,22 +480,12 @@ impl<'s, 'a> Run<'s, 'a> {
 
     /// Takes the state to the event snapshot and switches the mode there.
     fn apply(&mut self, at: Snapshot) -> Result<(), StopReason> {
-        let progressed = at.t > self.last_event_at;
-        self.last_event_at = at.t;
         self.t = at.t;
         self.state.as_mut_slice().copy_from_slice(&at.y);
         let mut ws = Workspace::new(self.setup.model.dims, self.setup.m);
         let point = EventPoint::of_snapshot(self.setup, &at, &mut ws);
         event::handle(self.setup, &mut self.mode, &point, &mut self.events);
-
-        self.same_time = if progressed { 0 } else { self.same_time + 1 };
-        if self.same_time >= ZENO_EVENTS {
-            return Err(StopReason::Failed(format!(
-                "Zeno cascade: {ZENO_EVENTS} events without time moving on at t = {}",
-                self.t
-            )));
-        }
-        Ok(())
+        self.zeno.note(at.t)
     }
 }
 

@@ -10,13 +10,13 @@
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use super::output::{self, Results};
 use super::{Study, csv};
-use crate::output::{OutputError, Storage};
+use crate::output::{OutputError, RunResult, Storage};
 use crate::run::{self, PlanStatus, RunError, RunOptions};
 
 /// Runs every run of `study` missing from `kept` and writes `out`.
@@ -64,7 +64,8 @@ pub fn execute(
             message: e.to_string(),
         })?;
 
-    let last_write = Mutex::new(Instant::now());
+    let finished: Mutex<Vec<(usize, usize, RunResult)>> = Mutex::new(Vec::new());
+    let next_write = Mutex::new(after(opts.checkpoint_every));
     let write_error: Mutex<Option<OutputError>> = Mutex::new(None);
     pool.install(|| {
         // One run per task: rayon otherwise hands each thread a block of
@@ -75,25 +76,34 @@ pub fn execute(
         jobs.par_iter().with_max_len(1).for_each(|&(p, r)| {
             let plan = &study.points[p].plan;
             let result = run::run_one(plan, &plan.runs[r], interrupt, &bar);
-            let mut all = results.lock().unwrap();
-            all[p][r] = Some(result);
-            let mut last = last_write.lock().unwrap();
-            if last.elapsed() >= opts.checkpoint_every {
-                let clock = Instant::now();
-                if let Err(e) = output::write(out, study, &all, "running", storage) {
-                    *write_error.lock().unwrap() = Some(e);
-                }
-                log::debug!(
-                    "checkpoint written in {:.2} s",
-                    clock.elapsed().as_secs_f64()
-                );
-                *last = Instant::now();
+            finished.lock().unwrap().push((p, r, result));
+            if Instant::now() < *next_write.lock().unwrap() {
+                return;
             }
+            // One thread writes a checkpoint while the others run on:
+            // they hand in their results through `finished` and never
+            // wait for the write.
+            let Ok(mut all) = results.try_lock() else {
+                return;
+            };
+            for (p, r, result) in finished.lock().unwrap().drain(..) {
+                all[p][r] = Some(result);
+            }
+            let clock = Instant::now();
+            if let Err(e) = output::write(out, study, &all, "running", storage) {
+                *write_error.lock().unwrap() = Some(e);
+            }
+            let took = clock.elapsed();
+            log::debug!("checkpoint written in {:.2} s", took.as_secs_f64());
+            *next_write.lock().unwrap() = after(checkpoint_gap(opts, took));
         });
     });
     bar.finish_and_clear();
 
-    let all = results.into_inner().unwrap();
+    let mut all = results.into_inner().unwrap();
+    for (p, r, result) in finished.into_inner().unwrap() {
+        all[p][r] = Some(result);
+    }
     let status = study_status(&all, interrupt.load(Ordering::Relaxed));
     output::write(out, study, &all, status.name(), storage)?;
     csv::write(&csv::path_for(out), study, &all)?;
@@ -101,6 +111,22 @@ pub fn execute(
         log::warn!("a checkpoint write failed, the final write succeeded: {e}");
     }
     Ok(status)
+}
+
+/// How long to run before the next checkpoint after one that took
+/// `took`: at least `opts.checkpoint_every`, and twenty times the write,
+/// so that rewriting a file that has grown to gigabytes (a study of 240
+/// networks at 100 saved times) costs the writing thread at most about a
+/// twentieth of its time.
+fn checkpoint_gap(opts: &RunOptions, took: Duration) -> Duration {
+    opts.checkpoint_every.max(took * 20)
+}
+
+/// `gap` from now, or as far ahead as an instant goes.
+fn after(gap: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(gap)
+        .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)))
 }
 
 /// Interrupted, or incomplete when any point is, or complete.
@@ -125,4 +151,70 @@ pub fn empty_results(study: &Study) -> Results {
         .iter()
         .map(|p| vec![None; p.plan.runs.len()])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Source;
+
+    /// The datasets and attributes of a written file, as `h5dump`-like
+    /// text: what two runs of a study must agree on.
+    fn contents(path: &Path) -> Vec<String> {
+        let file = hdf5_pure::File::open(path).unwrap();
+        let mut out = Vec::new();
+        let mut stack = vec![String::from("/")];
+        while let Some(name) = stack.pop() {
+            let group = if name == "/" {
+                file.root()
+            } else {
+                file.group(&name).unwrap()
+            };
+            let prefix = name.trim_end_matches('/');
+            for d in group.datasets().unwrap() {
+                let ds = file.dataset(&format!("{prefix}/{d}")).unwrap();
+                let values = ds.read_f64().map(|v| format!("{v:?}")).unwrap_or_default();
+                out.push(format!("{prefix}/{d} {values}"));
+            }
+            for g in group.groups().unwrap() {
+                stack.push(format!("{prefix}/{g}"));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn checkpoints_written_after_every_run_lose_no_result() {
+        // Runs finishing on two threads while one of them rewrites the
+        // file: every result handed in must reach the final file, the
+        // same as a run that never checkpoints.
+        let text = "[task]\nd = 2\ndim = 6\n[network]\nhidden = 8\n\
+                    activations = [\"tanh\", \"relu\"]\n[flow]\nt_end = 5.0\nsaves = 4\n\
+                    [sgd]\nsamples = 64\nbatch = 16\nepochs = 3\n[geometry]\nenabled = false\n\
+                    [seeds]\nnetworks = [0, 1, 2]\n[sweep]\n\"task.c_fraction\" = [0.5, 1.0]\n";
+        let src = Source {
+            file: "checkpoints.toml".into(),
+            text: text.into(),
+        };
+        let study = Study::parse(src).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut written = Vec::new();
+        for (name, every) in [("eager.h5", Duration::ZERO), ("never.h5", Duration::MAX)] {
+            let opts = RunOptions {
+                threads: 2,
+                force: true,
+                progress: false,
+                checkpoint_every: every,
+            };
+            let out = dir.path().join(name);
+            let status =
+                execute(&study, &out, &opts, &stop, empty_results(&study)).unwrap();
+            assert_eq!(status, PlanStatus::Complete, "{name}");
+            written.push(contents(&out));
+        }
+        assert!(written[0].len() > 50, "{} datasets", written[0].len());
+        assert_eq!(written[0], written[1]);
+    }
 }

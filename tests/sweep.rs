@@ -380,3 +380,42 @@ fn every_study_file_validates_and_says_what_it_reproduces_and_how_long() {
     }
     assert_eq!(count, 10);
 }
+
+#[test]
+fn checkpoints_written_after_every_run_lose_no_result() {
+    // Runs finishing on two threads while one of them rewrites the file:
+    // every result handed in must reach the final file, the same as a
+    // run that never checkpoints.
+    use repflow::run::{PlanStatus, RunOptions};
+    use repflow::scenario::Source;
+    use repflow::sweep::{Study, run};
+    use std::sync::atomic::AtomicBool;
+
+    let text = "[task]\nd = 2\ndim = 6\n[network]\nhidden = 8\n\
+                activations = [\"tanh\", \"relu\"]\n[flow]\nt_end = 5.0\nsaves = 4\n\
+                [sgd]\nsamples = 64\nbatch = 16\nepochs = 3\n[geometry]\nenabled = false\n\
+                [seeds]\nnetworks = [0, 1, 2]\n[sweep]\n\"task.c_fraction\" = [0.5, 1.0]\n";
+    let src = Source {
+        file: "checkpoints.toml".into(),
+        text: text.into(),
+    };
+    let study = Study::parse(src).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    let mut written = Vec::new();
+    for (name, every) in [("eager.h5", Duration::ZERO), ("never.h5", Duration::MAX)] {
+        let opts = RunOptions {
+            threads: 2,
+            force: true,
+            progress: false,
+            checkpoint_every: every,
+        };
+        let out = dir.path().join(name);
+        let kept = run::empty_results(&study);
+        let status = run::execute(&study, &out, &opts, &stop, kept).unwrap();
+        assert_eq!(status, PlanStatus::Complete, "{name}");
+        written.push(datasets(&out));
+    }
+    assert!(written[0].len() > 50, "{} datasets", written[0].len());
+    assert_eq!(written[0], written[1]);
+}

@@ -834,11 +834,11 @@ fn push_chunk<M: MulAdd, const W: usize>(
 }
 
 crate::simd_fn! {
-    /// [`PreactField::margins_of`]: each held set's coefficients `beta =
-    /// M G_SS^-1 v_S` (by its explicit inverse), each pair's back-propagated error `g = (J^T e)_ic`,
-    /// then `alpha = beta / g` and its margin `min(alpha - lo, hi - alpha)
-    /// / (hi - lo)` in one vectorised pass (-1 where `alpha` is not
-    /// finite), as [`super::mode::margin`] computes it.
+    /// [`PreactField::margins_of`]: for each held pair, its set's
+    /// coefficient `beta = M (G_SS^-1 v_S)_a` (by the explicit inverse),
+    /// its back-propagated error `g = (J^T e)_ic`, then `alpha = beta / g`
+    /// and its margin `min(alpha - lo, hi - alpha) / (hi - lo)` (-1 where
+    /// `alpha` is not finite), as [`super::mode::margin`] computes it.
     #[allow(clippy::too_many_arguments)]
     fn release_margins(
         held: &[(&Held, usize)],
@@ -851,32 +851,25 @@ crate::simd_fn! {
         slopes: (&[f64], &[f64]),
         out: &mut [f64],
     ) {
-        let total = out.len();
-        let mut g = vec![0.0; total];
+        let (lo, hi) = slopes;
         for &(unit, offset) in held {
             let s = unit.points.len();
             let vs = &v[offset..offset + s];
-            for (a, b) in out[offset..offset + s].iter_mut().enumerate() {
+            for (a, &c) in unit.points.iter().enumerate() {
                 let row = &unit.inverse[a * s..(a + 1) * s];
-                let mut sum = 0.0;
+                let mut beta = 0.0;
                 for (r, va) in row.iter().zip(vs) {
-                    sum = M::fma(*r, *va, sum);
+                    beta = M::fma(*r, *va, beta);
                 }
-                *b = m as f64 * sum;
-            }
-            for (ga, &c) in g[offset..offset + s].iter_mut().zip(&unit.points) {
-                let mut sum = 0.0;
+                let mut g = 0.0;
                 for o in 0..k {
-                    sum += j[o * n + unit.unit] * e[c * k + o];
+                    g += j[o * n + unit.unit] * e[c * k + o];
                 }
-                *ga = sum;
+                let p = offset + a;
+                let alpha = m as f64 * beta / g;
+                let inside = (alpha - lo[p]).min(hi[p] - alpha) / (hi[p] - lo[p]);
+                out[p] = if alpha.is_finite() { inside } else { -1.0 };
             }
-        }
-        let (lo, hi) = slopes;
-        for a in 0..total {
-            let alpha = out[a] / g[a];
-            let inside = (alpha - lo[a]).min(hi[a] - alpha) / (hi[a] - lo[a]);
-            out[a] = if alpha.is_finite() { inside } else { -1.0 };
         }
     }
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The study's full alignment sweeps, timed: the speed issue's workload.
+# The study's full alignment sweeps, timed: the workload of the speed goals
+# (README, Performance).
 #
 # The four alignment files of scenarios/study/ (cube d = 3 and 5, k = 1 and
 # k = d, 12 values of c, Tanh and ReLU, 10 networks: 960 networks), each

@@ -74,8 +74,21 @@ pub struct Controls {
     pub h: f64,
     /// Attempted steps left in the budget.
     pub steps_left: u64,
+    /// How many components the RMS error norm averages over: 0 for the
+    /// state's own length, more when the state stands for a longer one
+    /// whose other components carry no error (the reduced coordinates of
+    /// the weights: see [`super::reduced`]).
+    pub norm_len: usize,
     /// The work done, added to by every call.
     pub work: Work,
+}
+
+impl Controls {
+    /// The number of components the RMS norms of a state of `len`
+    /// average over.
+    fn norm_len(&self, len: usize) -> usize {
+        self.norm_len.max(len).max(1)
+    }
 }
 
 /// What a call did and where it ended.
@@ -469,7 +482,7 @@ impl Dopri5 {
     fn error(&mut self, ctl: &Controls, y: &[f64], h: f64) -> f64 {
         let (k, y_new, q) = (&self.k, &self.y_new, &mut self.q);
         let sum = error_squares(k, y, y_new, h, ctl.atol, ctl.rtol, q);
-        let err = (sum / y.len().max(1) as f64).sqrt();
+        let err = (sum / ctl.norm_len(y.len()) as f64).sqrt();
         if err.is_nan() { f64::INFINITY } else { err }
     }
 
@@ -484,7 +497,7 @@ impl Dopri5 {
         y: &[f64],
         span: f64,
     ) -> f64 {
-        let n = y.len().max(1) as f64;
+        let n = ctl.norm_len(y.len()) as f64;
         let scale = |i: usize| ctl.atol + ctl.rtol * y[i].abs();
         let rms = |v: &dyn Fn(usize) -> f64| {
             ((0..y.len()).map(|i| v(i) * v(i)).sum::<f64>() / n).sqrt()
@@ -538,6 +551,7 @@ mod tests {
             atol: 1e-9,
             h: 0.4,
             steps_left: 1000,
+            norm_len: 0,
             work: Work::default(),
         };
         let mut y = vec![1.0, 0.0];

@@ -115,6 +115,10 @@ pub struct Integrator {
     pub stats: SolverStats,
     /// Who takes the steps.
     pub backend: Backend,
+    /// How many components our own stepper's error norm averages over (0:
+    /// the state's length; see [`dopri5::Controls::norm_len`]).
+    /// `ode_solvers`' pairs always average over the state.
+    pub norm_len: usize,
     own: dopri5::Dopri5,
 }
 
@@ -164,6 +168,7 @@ impl Integrator {
                 Solver::Dopri5 => Backend::Own,
                 Solver::Dop853 => Backend::OdeSolvers,
             },
+            norm_len: 0,
             own: dopri5::Dopri5::default(),
         }
     }
@@ -273,6 +278,7 @@ impl Integrator {
             atol: self.atol,
             h: self.h,
             steps_left: self.steps_left,
+            norm_len: self.norm_len,
             work: Work::default(),
         };
         let (t, stop) = self

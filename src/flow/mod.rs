@@ -42,7 +42,17 @@ pub fn integrate(
                 training: (xr, data.training.1),
                 conditions: (xr, data.conditions.1),
             };
-            let mut tr = direct(&red.model, &red.init, data, settings, interrupt);
+            // A smooth flow measures its error over the weights the
+            // coordinates stand for, as the full-space flow does; the
+            // pre-activation path measures it on the pre-activations.
+            let mut tr = if red.model.activation.is_smooth() || settings.plain_kinks {
+                let full_len = model.state_len();
+                smooth::integrate_standing_for(
+                    &red.model, &red.init, data, settings, interrupt, full_len,
+                )
+            } else {
+                direct(&red.model, &red.init, data, settings, interrupt)
+            };
             tr.reduced_rank = red.rank();
             let mut tr = red.expand(tr);
             if let Some(o) = tr.outcome.as_mut() {

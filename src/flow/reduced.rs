@@ -12,6 +12,17 @@
 //! changes: biases, readout, losses, hidden responses, kink events and
 //! sliding counts are those of the reduced run.
 //!
+//! A smooth flow's step-size control measures the local error as the
+//! full flow does, as the RMS over the `N x (D + 1)` weights and biases
+//! (and the readout, when trained), of which those outside the span
+//! carry none: the reduced numbers' scaled errors are summed and divided
+//! by the full count ([`super::smooth::integrate_standing_for`]). Divided
+//! by their own count instead, the same tolerances asked 3.5 times less
+//! error of the weights at the paper size: 563 evaluations against the
+//! full flow's 467 (medians over ten networks at `rtol = 1e-8`), where
+//! now it takes 446. The pre-activation path of the piecewise-linear
+//! activations measures its error on the pre-activations.
+//!
 //! The reduction applies when the points the flow is evaluated on (the
 //! conditions) lie in the span of the points it trains on, which holds
 //! when it trains on the conditions themselves; a flow on noisy samples,

@@ -95,28 +95,44 @@ pub fn integrate(
     settings: &FlowSettings,
     interrupt: &AtomicBool,
 ) -> Trajectory {
+    integrate_standing_for(model, init, data, settings, interrupt, 0)
+}
+
+/// [`integrate`] for a state that stands for one of `full_len`
+/// components whose others carry no error (the reduced coordinates of
+/// the weights): the step-size control measures the error as the RMS
+/// over all `full_len`, as the integration of the full state would (0:
+/// over the state itself).
+pub fn integrate_standing_for(
+    model: &Model,
+    init: &Params,
+    data: FlowData<'_>,
+    settings: &FlowSettings,
+    interrupt: &AtomicBool,
+    full_len: usize,
+) -> Trajectory {
     let (x, y) = data.training;
     if conditions::suits(model, x.ncols()) {
         let field = ConditionField::new(model, x, y);
         integrate_with(
-            &field,
-            Layout::Lanes,
+            (&field, Layout::Lanes),
             model,
             init,
             data,
             settings,
             interrupt,
+            full_len,
         )
     } else {
         let field = GradientField::new(model, x, y);
         integrate_with(
-            &field,
-            Layout::Standard,
+            (&field, Layout::Standard),
             model,
             init,
             data,
             settings,
             interrupt,
+            full_len,
         )
     }
 }
@@ -130,14 +146,15 @@ enum Layout {
     Lanes,
 }
 
+/// The flow on `field`, whose state is laid out as `layout`.
 fn integrate_with<F: VectorField>(
-    field: &F,
-    layout: Layout,
+    (field, layout): (&F, Layout),
     model: &Model,
     init: &Params,
     data: FlowData<'_>,
     settings: &FlowSettings,
     interrupt: &AtomicBool,
+    full_len: usize,
 ) -> Trajectory {
     let clock = Instant::now();
     let mut recorder = Recorder::new(model, init, data.conditions, data.training);
@@ -147,6 +164,7 @@ fn integrate_with<F: VectorField>(
         settings.atol,
         settings.max_steps,
     );
+    int.norm_len = full_len;
     let standard = init.to_state(model.trains_readout());
     let mut y = DVector::from_vec(standard.clone());
     let mut buf = standard;

@@ -42,17 +42,9 @@ pub fn integrate(
                 training: (xr, data.training.1),
                 conditions: (xr, data.conditions.1),
             };
-            // A smooth flow measures its error over the weights the
-            // coordinates stand for, as the full-space flow does; the
-            // pre-activation path measures it on the pre-activations.
-            let mut tr = if red.model.activation.is_smooth() || settings.plain_kinks {
-                let full_len = model.state_len();
-                smooth::integrate_standing_for(
-                    &red.model, &red.init, data, settings, interrupt, full_len,
-                )
-            } else {
-                direct(&red.model, &red.init, data, settings, interrupt)
-            };
+            let full_len = model.state_len();
+            let mut tr =
+                direct(&red.model, &red.init, data, settings, interrupt, full_len);
             tr.reduced_rank = red.rank();
             let mut tr = red.expand(tr);
             if let Some(o) = tr.outcome.as_mut() {
@@ -61,18 +53,26 @@ pub fn integrate(
             return tr;
         }
     }
-    direct(model, init, data, settings, interrupt)
+    direct(model, init, data, settings, interrupt, 0)
 }
 
+/// The flow on the path its activation needs, for a state that stands
+/// for one of `full_len` components (0: itself; see
+/// [`smooth::integrate_standing_for`]). A smooth flow measures its error
+/// over those, as the full-space flow does; the piecewise-linear paths
+/// measure it on the state they integrate.
 fn direct(
     model: &Model,
     init: &Params,
     data: FlowData<'_>,
     settings: &FlowSettings,
     interrupt: &AtomicBool,
+    full_len: usize,
 ) -> Trajectory {
     if model.activation.is_smooth() || settings.plain_kinks {
-        return smooth::integrate(model, init, data, settings, interrupt);
+        return smooth::integrate_standing_for(
+            model, init, data, settings, interrupt, full_len,
+        );
     }
     let (x, xc) = (data.training.0, data.conditions.0);
     let on_conditions = std::ptr::eq(x.as_ptr(), xc.as_ptr()) && x.ncols() == xc.ncols();

@@ -20,8 +20,10 @@
 //! by their own count instead, the same tolerances asked 3.5 times less
 //! error of the weights at the paper size: 563 evaluations against the
 //! full flow's 467 (medians over ten networks at `rtol = 1e-8`), where
-//! now it takes 446. The pre-activation path of the piecewise-linear
-//! activations measures its error on the pre-activations.
+//! now it takes 446. The piecewise-linear activations' paths keep
+//! measuring their error on the state they integrate: the
+//! pre-activations, or, with `flow.coordinates = "weights"`, the reduced
+//! numbers themselves.
 //!
 //! The reduction applies when the points the flow is evaluated on (the
 //! conditions) lie in the span of the points it trains on, which holds
